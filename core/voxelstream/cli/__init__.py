@@ -1,0 +1,1 @@
+"""The ``voxelstream`` command line: engine commands plus those that task plugins add."""

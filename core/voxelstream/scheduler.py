@@ -1,0 +1,52 @@
+"""Choosing where a dask graph runs: threads (default), processes or dask.distributed."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import dask
+
+from .errors import VoxelstreamError
+
+__all__ = ["use_scheduler", "SCHEDULER_HELP"]
+
+SCHEDULER_HELP = (
+    "where the dask graph runs: 'threads' (default, nothing to start), 'processes', "
+    "'local:N' (a local dask.distributed cluster of N worker processes) or "
+    "'tcp://HOST:PORT' (an existing dask.distributed scheduler)"
+)
+
+
+@contextlib.contextmanager
+def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
+    """Run the enclosed ``dask.compute`` calls on ``spec``; yields the distributed Client
+    when there is one. Workers rebuild the plugin manager from entry points themselves."""
+    spec = (spec or "threads").strip()
+    if spec in ("threads", "sync", "synchronous", "processes"):
+        with dask.config.set(scheduler=spec):
+            yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as exc:  # pragma: no cover - distributed is a dependency
+        raise VoxelstreamError(f"--scheduler {spec}: dask.distributed is not installed ({exc})") from None
+    if spec.startswith("local:"):
+        try:
+            n = int(spec.split(":", 1)[1])
+            assert n >= 1
+        except (ValueError, AssertionError):
+            raise VoxelstreamError(f"--scheduler {spec}: expected local:N with N >= 1 workers") from None
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+            with Client(cluster) as client:
+                yield client
+        return
+    if spec.startswith("tcp://"):
+        try:
+            client = Client(spec, timeout="10s")
+        except OSError as exc:
+            raise VoxelstreamError(f"--scheduler {spec}: cannot reach the scheduler ({exc})") from None
+        with client:
+            yield client
+        return
+    raise VoxelstreamError(f"--scheduler {spec!r}: unknown; {SCHEDULER_HELP}")

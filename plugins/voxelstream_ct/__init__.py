@@ -1,0 +1,1 @@
+"""voxelstream first-party plugin: ct."""

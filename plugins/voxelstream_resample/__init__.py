@@ -1,0 +1,1 @@
+"""voxelstream first-party plugin: resampling to a new voxel spacing (any modality)."""
