@@ -17,6 +17,9 @@ __all__ = ["blockwise_stage", "apply_stage"]
 BlockFn = Callable[..., np.ndarray]
 
 
+Halo = int | Sequence[int] | Callable[..., int | Sequence[int]]
+
+
 def _depth(halo: int | Sequence[int], ndim: int) -> tuple[int, ...]:
     h = (int(halo),) * 3 if np.isscalar(halo) else tuple(int(v) for v in halo)  # type: ignore[arg-type]
     if len(h) != 3 or min(h) < 0:
@@ -36,7 +39,7 @@ def _default_params(fn: BlockFn) -> dict[str, Any]:
 def blockwise_stage(
     name: str,
     fn: BlockFn,
-    halo: int | Sequence[int] = 0,
+    halo: Halo = 0,
     *,
     dtype: Any = None,
     description: str = "",
@@ -47,7 +50,8 @@ def blockwise_stage(
     ``fn`` receives a numpy block (axes ``(z, y, x)``, or ``(c, z, y, x)``) extended by
     ``halo`` voxels on every side (edge values repeated past the volume's border,
     ``boundary="nearest"``), and must return an array of the same shape; the engine trims
-    the halo. Geometry and ``meta`` are carried over and the call is recorded in
+    the halo. ``halo`` is an int, three ints ``(z, y, x)``, or a function of the stage's
+    parameters returning one (e.g. ``lambda sigma=1.0: ceil(4 * sigma)``). Geometry and ``meta`` are carried over and the call is recorded in
     ``meta["history"]``. ``dtype`` is the output dtype (default: found by calling ``fn`` on
     a tiny block of the input dtype).
 
@@ -57,7 +61,7 @@ def blockwise_stage(
 
     def run(volume: Volume, **params: Any) -> Volume:
         data = volume.data
-        depth = _depth(halo, data.ndim)
+        depth = _depth(halo(**params) if callable(halo) else halo, data.ndim)
         out_dtype = dtype
         if out_dtype is None:
             probe = np.zeros(tuple(2 * d + 2 for d in depth), dtype=data.dtype)

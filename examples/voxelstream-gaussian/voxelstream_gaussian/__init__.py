@@ -1,0 +1,1 @@
+"""Example third-party voxelstream plugin (see plugin.py)."""

@@ -1,0 +1,150 @@
+"""The Zarr store: round trip, OME-Zarr interop, completion marker, ids that cannot escape."""
+
+import json
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import zarr
+
+import voxelstream as vs
+from voxelstream.errors import StoreError
+from voxelstream.store import safe_id
+from voxelstream.testing import sample_volume
+
+
+def test_round_trip_keeps_data_geometry_and_meta(tmp_path):
+    vol = sample_volume((21, 30, 17))
+    vs_store = vol.to_zarr(tmp_path / "s.zarr", "scan-1", chunks=8)
+    back = vs.open_store(tmp_path / "s.zarr").open("scan-1")
+    np.testing.assert_array_equal(back.data.compute(), vol.data.compute())
+    np.testing.assert_allclose(back.affine, vol.affine)
+    assert back.meta["modality"] == "TEST"
+    assert back.data.chunksize == (8, 8, 8)  # one dask chunk per zarr chunk
+    assert vs_store.volume_ids() == ["scan-1"]
+
+
+def test_ome_zarr_reader_sees_scale_and_translation(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    vol = vs.Volume.from_itk_geometry(da.zeros((5, 6, 7), dtype=np.int16), spacing=(2.5, 0.7, 0.8), origin_xyz=(-10.0, 20.0, -300.0))
+    store = vol.to_zarr(tmp_path / "s.zarr", "v")
+    node = next(iter(Reader(parse_url(str(store.path / store.image_path("v"))))()))
+    (scale, trans), = node.metadata["coordinateTransformations"]
+    assert scale == {"type": "scale", "scale": [2.5, 0.7, 0.8]}
+    # OME axes are (z, y, x): the translation is the LPS origin reversed
+    assert trans == {"type": "translation", "translation": [-300.0, 20.0, -10.0]}
+    assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
+    assert node.data[0].shape == (5, 6, 7)
+
+
+def test_incomplete_output_is_not_served_and_rewrite_completes(tmp_path, monkeypatch):
+    vol = sample_volume((20, 20, 20))
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+
+    import voxelstream.store.store as st
+
+    calls = {"n": 0}
+    real = st._write_chunk
+
+    def dying(block, root, path, token, block_info=None):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        return real(block, root, path, token, block_info=block_info)
+
+    monkeypatch.setattr(st, "_write_chunk", dying)
+    with dask.config.set(scheduler="sync"), pytest.raises(OSError):
+        store.write(vol, "v", chunks=8)
+    assert not store.is_complete("v")
+    assert store.volume_ids(name="image") == []
+    with pytest.raises(StoreError, match="incomplete"):
+        store.open("v")
+    monkeypatch.setattr(st, "_write_chunk", real)
+    store.write(vol, "v", chunks=8)
+    assert store.is_complete("v")
+    np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute())
+
+
+def test_each_write_task_writes_exactly_one_chunk(tmp_path, monkeypatch):
+    import voxelstream.store.store as st
+
+    regions = []
+    real = st._write_chunk
+
+    def spy(block, root, path, token, block_info=None):
+        regions.append(tuple(tuple(r) for r in block_info[0]["array-location"]))
+        return real(block, root, path, token, block_info=block_info)
+
+    monkeypatch.setattr(st, "_write_chunk", spy)
+    vol = sample_volume((20, 21, 22))
+    vol = vol.replace(data=vol.data.rechunk((3, 7, 5)))  # misaligned on purpose
+    vs.open_store(tmp_path / "s.zarr", create=True).write(vol, "v", chunks=8)
+    assert len(regions) == len(set(regions)) == 3 * 3 * 3
+    for region in regions:
+        for a, b in region:
+            assert a % 8 == 0 and (b - a == 8 or b in (20, 21, 22))
+
+
+@pytest.mark.parametrize("raw", ["../../etc/passwd", "/abs/path", "..", ".hidden", "a/b\\c", "x" * 500])
+def test_ids_cannot_escape_the_store(tmp_path, raw):
+    s = safe_id(raw)
+    assert "/" not in s and "\\" not in s and not s.startswith(".") and len(s) <= 200
+    vol = sample_volume((4, 4, 4))
+    store = vol.to_zarr(tmp_path / "s.zarr", raw)
+    inside = (tmp_path / "s.zarr").resolve()
+    for f in tmp_path.rglob("*"):
+        assert f.resolve().is_relative_to(tmp_path)
+    assert (inside / "volumes" / s / "image" / "zarr.json").exists()
+    assert store.volume_ids() == [raw]
+
+
+def test_empty_id_is_an_error(tmp_path):
+    with pytest.raises(StoreError, match="empty"):
+        sample_volume((4, 4, 4)).to_zarr(tmp_path / "s.zarr", "  ")
+
+
+def test_ids_colliding_after_sanitising_are_refused(tmp_path):
+    vol = sample_volume((4, 4, 4))
+    vol.to_zarr(tmp_path / "s.zarr", "a/b")
+    with pytest.raises(StoreError, match="same store path"):
+        vol.to_zarr(tmp_path / "s.zarr", "a_b")
+
+
+def test_phi_is_dropped_unless_kept(tmp_path):
+    vol = sample_volume((4, 4, 4))
+    vol = vol.replace(meta={**vol.meta, "phi": {"PatientName": "DOE^JANE"}})
+    vol.to_zarr(tmp_path / "a.zarr", "v")
+    text = "".join(p.read_text() for p in (tmp_path / "a.zarr").rglob("zarr.json"))
+    assert "DOE^JANE" not in text
+    vs.open_store(tmp_path / "b.zarr", create=True).write(vol, "v", keep_phi=True)
+    text = "".join(p.read_text() for p in (tmp_path / "b.zarr").rglob("zarr.json"))
+    assert "DOE^JANE" in text
+
+
+def test_open_store_errors(tmp_path):
+    with pytest.raises(StoreError, match="not a voxelstream store"):
+        vs.open_store(tmp_path / "nope")
+    store = sample_volume((4, 4, 4)).to_zarr(tmp_path / "s.zarr", "v")
+    with pytest.raises(StoreError, match="it has: image"):
+        store.open("v", "iso")
+
+
+def test_params_decide_completeness(tmp_path):
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    store.write(sample_volume((4, 4, 4)), "v", "iso", params={"spacing": (1, 1, 1)})
+    assert store.is_complete("v", "iso", {"spacing": [1, 1, 1]})
+    assert not store.is_complete("v", "iso", {"spacing": [2, 2, 2]})
+
+
+def test_channel_axis_round_trips(tmp_path):
+    arr = np.arange(2 * 4 * 5 * 6, dtype=np.float32).reshape(2, 4, 5, 6)
+    vol = vs.Volume.from_itk_geometry(da.from_array(arr), spacing=(1, 2, 3))
+    back = vol.to_zarr(tmp_path / "s.zarr", "rgb", chunks=2).open("rgb")
+    np.testing.assert_array_equal(back.data.compute(), arr)
+    attrs = json.loads((tmp_path / "s.zarr/volumes/rgb/image/zarr.json").read_text())["attributes"]
+    assert [a["name"] for a in attrs["ome"]["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
+    assert zarr.open_array(str(tmp_path / "s.zarr/volumes/rgb/image/0")).chunks == (2, 2, 2, 2)
