@@ -1,0 +1,197 @@
+"""One series: check its slices form a regular stack and work out its geometry.
+
+:func:`plan_series` turns the headers of one SeriesInstanceUID into a :class:`SeriesPlan`,
+plain picklable data from which :mod:`.pixels` builds the lazy array. Slices are ordered
+by their position along the slice normal ``cross(row cosine, column cosine)``, never by
+file name or InstanceNumber. A series that is not a regular stack raises
+:class:`SeriesError` with a one-line reason.
+
+Single-slice series are accepted: their z spacing is SliceThickness (a volume one voxel deep).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .headers import SliceHeader
+
+__all__ = ["SeriesError", "SeriesPlan", "plan_series", "output_dtype", "common_folder"]
+
+ORIENTATION_TOL = 1e-4  # direction cosines written with 6 decimals differ by ~1e-6
+DUPLICATE_TOL_MM = 1e-3
+GAP_TOL = 0.1  # a step may differ from the median by 10%: jitter yes, a missing slice no
+INT16 = (-32768, 32767)
+
+
+class SeriesError(Exception):
+    """A series that cannot become a volume; ``str()`` is one line for a user."""
+
+
+@dataclass(frozen=True, eq=False)
+class SeriesPlan:
+    """Everything needed to build the volume of one series lazily (plain data, picklable).
+
+    ``files``, ``slopes`` and ``intercepts`` are in slice order (along the normal);
+    ``spacing`` is ``(z, y, x)`` mm; ``direction`` is ITK's 3x3 matrix, row-major.
+    """
+
+    series_uid: str
+    files: tuple[str, ...]
+    slopes: tuple[float, ...]
+    intercepts: tuple[float, ...]
+    rows: int
+    cols: int
+    dtype: str
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    direction: tuple[float, ...]
+    meta: dict[str, Any]
+
+
+def _name(h: SliceHeader) -> str:
+    return os.path.basename(h.path)
+
+
+def _single(headers: Sequence[SliceHeader], attr: str, what: str, fix: str) -> Any:
+    first = getattr(headers[0], attr)
+    for h in headers[1:]:
+        if getattr(h, attr) != first:
+            raise SeriesError(f"mixed {what} in one series ({_name(headers[0])}: {first}, {_name(h)}: "
+                              f"{getattr(h, attr)}); {fix}")
+    return first
+
+
+def _orientation(headers: Sequence[SliceHeader]) -> np.ndarray:
+    iop = np.asarray(headers[0].orientation, dtype=float)
+    for h in headers[1:]:
+        if np.max(np.abs(np.asarray(h.orientation) - iop)) > ORIENTATION_TOL:
+            raise SeriesError(
+                f"mixed orientations in one series ({_name(headers[0])}: {list(headers[0].orientation)}, "
+                f"{_name(h)}: {list(h.orientation)}); a volume needs parallel slices (a localizer mixed in?)"
+            )
+    row, col = iop[:3], iop[3:]
+    if abs(np.linalg.norm(row) - 1) > 1e-3 or abs(np.linalg.norm(col) - 1) > 1e-3 or abs(row @ col) > 1e-3:
+        raise SeriesError(f"ImageOrientationPatient {list(iop)} in {_name(headers[0])} is not two orthogonal "
+                          "unit vectors; fix the header")
+    row, col = row / np.linalg.norm(row), col / np.linalg.norm(col)
+    return np.stack([row, col, np.cross(row, col)], axis=1)  # ITK columns: x, y, z index axes
+
+
+def _z_step(ordered: Sequence[SliceHeader], along: np.ndarray, fallback: float | None) -> float:
+    """The slice spacing; raises on duplicates and non-uniform gaps (naming where)."""
+    if len(ordered) == 1:
+        if not fallback or fallback <= 0:
+            raise SeriesError(f"single-slice series ({_name(ordered[0])}) without SliceThickness: "
+                              "its z spacing is unknown")
+        return float(fallback)
+    steps = np.diff(along)
+    for i, step in enumerate(steps):
+        if step < DUPLICATE_TOL_MM:
+            raise SeriesError(
+                f"duplicate slice position {along[i]:.3f} mm along the normal ({_name(ordered[i])} and "
+                f"{_name(ordered[i + 1])}); the series holds more than one stack (repeated or multi-echo "
+                "acquisition?): remove the duplicates"
+            )
+    median = float(np.median(steps))
+    bad = np.nonzero(np.abs(steps - median) > GAP_TOL * median)[0]
+    if bad.size:
+        i = int(bad[0])
+        missing = steps[i] / median - 1
+        hint = f" (about {missing:.0f} slice(s) missing)" if missing >= 0.5 else ""
+        raise SeriesError(
+            f"non-uniform slice spacing: gap of {steps[i]:.3f} mm between {_name(ordered[i])} "
+            f"({along[i]:.3f} mm) and {_name(ordered[i + 1])} ({along[i + 1]:.3f} mm), expected "
+            f"{median:.3f} mm{hint}; add the missing files or read a complete series"
+        )
+    return median
+
+
+def _check_stacked(ordered: Sequence[SliceHeader], direction: np.ndarray, pixel: float) -> None:
+    """Positions must move along the normal only; a shear (gantry tilt) is not a volume."""
+    p = np.asarray([h.position for h in ordered], dtype=float) - ordered[0].position
+    in_plane = p @ direction[:, :2]
+    drift = np.max(np.abs(in_plane))
+    if drift > 0.05 * pixel + 1e-3:
+        i = int(np.argmax(np.max(np.abs(in_plane), axis=1)))
+        raise SeriesError(
+            f"slices are not stacked along their normal ({_name(ordered[i])} is shifted {drift:.3f} mm in-plane; "
+            "gantry tilt?): sheared volumes are not supported; resample the series first"
+        )
+
+
+def output_dtype(headers: Sequence[SliceHeader]) -> str:
+    """``int16`` when every slice's rescale is integral and maps its stored range
+    (BitsStored/PixelRepresentation) inside int16; else ``float32``."""
+    for h in headers:
+        if not (float(h.slope).is_integer() and float(h.intercept).is_integer()):
+            return "float32"
+        if h.pixel_representation:
+            lo, hi = -(2 ** (h.bits_stored - 1)), 2 ** (h.bits_stored - 1) - 1
+        else:
+            lo, hi = 0, 2**h.bits_stored - 1
+        ends = (h.slope * lo + h.intercept, h.slope * hi + h.intercept)
+        if min(ends) < INT16[0] or max(ends) > INT16[1]:
+            return "float32"
+    return "int16"
+
+
+def common_folder(paths: Sequence[str]) -> str:
+    """The deepest folder holding all ``paths``."""
+    return os.path.commonpath([os.path.dirname(os.path.abspath(p)) for p in paths])
+
+
+def _meta(uid: str, ordered: Sequence[SliceHeader], keep_phi: bool) -> dict[str, Any]:
+    first = ordered[0]
+    meta: dict[str, Any] = {
+        "modality": first.modality,
+        "series_uid": uid,
+        "source": common_folder([h.path for h in ordered]),
+        "reader": "dicom",
+        "manufacturer": first.manufacturer,
+        "slice_thickness": first.slice_thickness,
+        "n_slices": len(ordered),
+    }
+    if first.rescale_type.upper() == "HU" or first.modality.upper() == "CT":
+        meta["units"] = "HU"
+    elif first.rescale_type:
+        meta["units"] = first.rescale_type
+    if keep_phi:
+        meta["phi"] = dict(first.phi)
+    return meta
+
+
+def plan_series(uid: str, headers: Sequence[SliceHeader], *, keep_phi: bool = False) -> SeriesPlan:
+    """Validate one series and return its :class:`SeriesPlan`; raises :class:`SeriesError`."""
+    fix = "a volume needs one slice size; split the series"
+    rows = _single(headers, "rows", "slice sizes (Rows)", fix)
+    cols = _single(headers, "cols", "slice sizes (Columns)", fix)
+    _single(headers, "pixel_spacing", "PixelSpacing", "a volume needs one voxel size; split the series")
+    direction = _orientation(headers)
+    along = np.asarray([np.asarray(h.position) @ direction[:, 2] for h in headers])
+    order = np.argsort(along, kind="stable")
+    ordered = [headers[i] for i in order]
+    along = along[order]
+    sy, sx = ordered[0].pixel_spacing
+    if sy <= 0 or sx <= 0:
+        raise SeriesError(f"PixelSpacing {list(ordered[0].pixel_spacing)} in {_name(ordered[0])} is not positive")
+    sz = _z_step(ordered, along, ordered[0].slice_thickness)
+    _check_stacked(ordered, direction, min(sy, sx))
+    return SeriesPlan(
+        series_uid=uid,
+        files=tuple(h.path for h in ordered),
+        slopes=tuple(float(h.slope) for h in ordered),
+        intercepts=tuple(float(h.intercept) for h in ordered),
+        rows=int(rows),
+        cols=int(cols),
+        dtype=output_dtype(ordered),
+        spacing=(float(sz), float(sy), float(sx)),
+        origin=tuple(float(v) for v in ordered[0].position),  # type: ignore[arg-type]
+        direction=tuple(float(v) for v in direction.ravel()),
+        meta=_meta(uid, ordered, keep_phi),
+    )
+
