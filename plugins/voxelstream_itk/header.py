@@ -1,0 +1,104 @@
+"""Header-only look at an image file through SimpleITK (no voxel data is read)."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import ImageFileError
+from .naming import format_of
+
+__all__ = ["ImageInfo", "read_info", "sitk_error_line", "numpy_dtype"]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What SimpleITK's header read says about one file, as plain data (ITK axis order)."""
+
+    path: str
+    format: str
+    size_xyz: tuple[int, ...]
+    spacing_xyz: tuple[float, ...]
+    origin_xyz: tuple[float, ...]
+    direction: tuple[float, ...]
+    dtype: str  # numpy dtype name of one component, native byte order
+    components: int
+    metadata: tuple[tuple[str, str], ...]
+
+    @property
+    def shape_zyx(self) -> tuple[int, int, int]:
+        return tuple(reversed(self.size_xyz))  # type: ignore[return-value]
+
+    @property
+    def voxel_bytes(self) -> int:
+        return np.dtype(self.dtype).itemsize * self.components
+
+    @property
+    def data_bytes(self) -> int:
+        """Bytes of voxel data the header promises (uncompressed)."""
+        return int(np.prod(self.size_xyz, dtype=np.int64)) * self.voxel_bytes
+
+    def meta(self, key: str, default: str = "") -> str:
+        return dict(self.metadata).get(key, default)
+
+
+def sitk_error_line(exc: BaseException) -> str:
+    """SimpleITK's message without its source-file preamble: the last non-empty line."""
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    line = lines[-1] if lines else type(exc).__name__
+    return line.removeprefix("sitk::ERROR: ").removeprefix("ITK ERROR: ")
+
+
+@functools.lru_cache(maxsize=None)
+def numpy_dtype(pixel_id: int, components: int) -> str:
+    """numpy dtype of one component for a SimpleITK pixel id (asked of SimpleITK itself on a
+    one-voxel image, so no hand-written table can drift from it)."""
+    img = sitk.Image([1, 1], pixel_id, components) if components > 1 else sitk.Image([1, 1], pixel_id)
+    return sitk.GetArrayViewFromImage(img).dtype.name
+
+
+def read_info(path: str | Path) -> ImageInfo:
+    """Read the header of ``path``; raises :class:`ImageFileError` (one line) if it cannot be read
+    or does not describe a 3-D volume."""
+    p = str(path)
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(p)
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise ImageFileError(
+            p,
+            f"not a readable {format_of(p)} file: SimpleITK cannot read its header "
+            f"({sitk_error_line(exc)}); check the file and its name's extension"
+        ) from None
+    size = tuple(int(s) for s in reader.GetSize())
+    if len(size) != 3:
+        raise ImageFileError(
+            p,
+            f"a {len(size)}-D image (size {size}); the itk reader handles 3-D volumes only, "
+            "convert it to a 3-D volume first"
+        )
+    if min(size) < 1:
+        raise ImageFileError(p, f"the header gives an empty image (size {size}); re-export the file")
+    comps = int(reader.GetNumberOfComponents())
+    try:
+        dtype = numpy_dtype(reader.GetPixelID(), comps)
+    except RuntimeError:
+        raise ImageFileError(
+            p, f"pixel type {sitk.GetPixelIDValueAsString(reader.GetPixelID())} is not supported; convert it to a scalar type"
+        ) from None
+    return ImageInfo(
+        path=p,
+        format=format_of(p),
+        size_xyz=size,
+        spacing_xyz=tuple(float(v) for v in reader.GetSpacing()),
+        origin_xyz=tuple(float(v) for v in reader.GetOrigin()),
+        direction=tuple(float(v) for v in reader.GetDirection()),
+        dtype=dtype,
+        components=comps,
+        metadata=tuple((k, reader.GetMetaData(k)) for k in reader.GetMetaDataKeys()),
+    )
