@@ -1,0 +1,199 @@
+"""Detections: local maxima of a probability map, in world coordinates, and their CSV.
+
+A detection is a voxel whose probability is at least ``threshold`` and is the largest
+within ``min_distance_mm`` (world mm) of it; no two detections are closer than that.
+
+The map is never loaded whole: each chunk is max-filtered with a halo as deep as the
+suppression footprint (``dask.array.map_overlap``), so a voxel sees every neighbour it is
+compared with even across chunk borders, and only the (few) surviving voxels leave the
+chunk. A final non-maximum suppression in world mm over those candidates settles the peaks
+of flat plateaus and ties, in a fixed order, so the result does not depend on the chunking.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dask
+import dask.array as da
+import numpy as np
+from scipy import ndimage
+
+from voxelstream import Volume
+from voxelstream.errors import ReadError, VoxelstreamError
+
+__all__ = [
+    "Detection",
+    "detect_volume",
+    "suppression_footprint",
+    "world_nms",
+    "write_detections",
+    "read_detections",
+    "DETECTION_COLUMNS",
+]
+
+DETECTION_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "probability")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One CAD mark: series uid, world LPS centre ``(x, y, z)`` mm and probability."""
+
+    series_uid: str
+    world_xyz: tuple[float, float, float]
+    probability: float
+
+
+# -- finding maxima -----------------------------------------------------------------------
+
+
+def suppression_footprint(spacing_zyx: Sequence[float], min_distance_mm: float) -> np.ndarray:
+    """Boolean (z, y, x) footprint of the voxel offsets within ``min_distance_mm`` world mm.
+
+    The affine is a rotation times ``diag(spacing)``, so a world ball is an axis-aligned
+    ellipsoid in index space (semi-axes ``min_distance / spacing``) whatever the direction.
+    """
+    sp = np.asarray(spacing_zyx, dtype=float)
+    half = [int(math.floor(min_distance_mm / s)) for s in sp]
+    grids = np.meshgrid(*[np.arange(-h, h + 1) for h in half], indexing="ij")
+    dist2 = sum((g * s) ** 2 for g, s in zip(grids, sp))
+    return dist2 <= float(min_distance_mm) ** 2
+
+
+def _peak_map(block: np.ndarray, footprint: np.ndarray, threshold: float) -> np.ndarray:
+    """``block`` where a voxel is a thresholded local maximum, NaN elsewhere."""
+    values = np.asarray(block, dtype=np.float32)
+    # 'nearest' only matters at the map's true border (halos cover chunk borders); a copied
+    # edge value lies farther than the voxel it copies, so it cannot create or hide a peak.
+    local_max = ndimage.maximum_filter(values, footprint=footprint, mode="nearest")
+    peaks = (values == local_max) & (values >= threshold)
+    return np.where(peaks, values, np.float32(np.nan))
+
+
+def _block_candidates(peaks: np.ndarray, offset: tuple[int, int, int]) -> np.ndarray:
+    """(N, 4) rows ``z, y, x, p`` (global indices) of the non-NaN voxels of one block."""
+    idx = np.argwhere(~np.isnan(peaks))
+    out = np.empty((len(idx), 4), dtype=float)
+    out[:, :3] = idx + np.asarray(offset)
+    out[:, 3] = peaks[tuple(idx.T)]
+    return out
+
+
+def _candidates(data: da.Array, footprint: np.ndarray, threshold: float) -> np.ndarray:
+    depth = tuple(s // 2 for s in footprint.shape)
+    peaks = data.map_overlap(
+        _peak_map, depth=depth, boundary="none", dtype=np.float32,
+        footprint=footprint, threshold=float(threshold),
+    )
+    starts = [np.concatenate([[0], np.cumsum(c)[:-1]]) for c in peaks.chunks]
+    tasks = []
+    for key, block in np.ndenumerate(peaks.to_delayed()):
+        offset = tuple(int(starts[a][i]) for a, i in enumerate(key))
+        tasks.append(dask.delayed(_block_candidates)(block, offset))
+    found = dask.compute(*tasks)
+    return np.concatenate(found) if found else np.empty((0, 4))
+
+
+def world_nms(points_xyz: np.ndarray, probs: np.ndarray, min_distance_mm: float,
+              order: np.ndarray | None = None) -> np.ndarray:
+    """Indices of the points kept by greedy non-maximum suppression: visit by probability
+    (descending; ties in ``order``, default input order) and keep a point unless a kept one
+    lies within ``min_distance_mm``. Meant for the few candidates left by the max filter."""
+    n = len(probs)
+    if order is None:
+        order = np.arange(n)
+    visit = np.lexsort((order, -np.asarray(probs)))
+    kept: list[int] = []
+    limit2 = float(min_distance_mm) ** 2
+    for i in visit:
+        if kept:
+            d2 = np.sum((points_xyz[kept] - points_xyz[i]) ** 2, axis=1)
+            if np.any(d2 <= limit2):
+                continue
+        kept.append(int(i))
+    return np.asarray(kept, dtype=int)
+
+
+def detect_volume(vol: Volume, threshold: float = 0.5,
+                  min_distance_mm: float = 10.0) -> list[tuple[float, float, float, float]]:
+    """Local maxima of the probability map ``vol`` as ``(x, y, z, probability)`` rows, world
+    LPS mm at voxel centres, sorted by probability (descending).
+
+    Args:
+        vol: a 3-D map (or 4-D with one channel), any direction and spacing.
+        threshold: keep maxima whose probability is at least this.
+        min_distance_mm: a maximum must be the largest value within this world distance,
+            and no two detections are this close. ``0`` keeps every thresholded maximum.
+    """
+    data = vol.data
+    if data.ndim == 4:
+        if data.shape[0] != 1:
+            raise VoxelstreamError(
+                f"detect: probability map {vol.meta.get('id', '')!r} has {data.shape[0]} channels; "
+                "expected one (the nodule probability)"
+            )
+        data = data[0]
+    if min_distance_mm < 0:
+        raise VoxelstreamError(f"detect: --min-distance-mm must be >= 0, got {min_distance_mm}")
+    footprint = suppression_footprint(vol.spacing, min_distance_mm)
+    cand = _candidates(data, footprint, threshold)
+    if len(cand) == 0:
+        return []
+    world = vol.index_to_world(cand[:, :3])
+    # index order (z, y, x) breaks probability ties, whatever order the chunks came back in
+    raster = np.lexsort((cand[:, 2], cand[:, 1], cand[:, 0]))
+    rank = np.empty(len(cand), dtype=int)
+    rank[raster] = np.arange(len(cand))
+    keep = world_nms(world, cand[:, 3], min_distance_mm, order=rank)
+    return [(float(world[i, 0]), float(world[i, 1]), float(world[i, 2]), float(cand[i, 3])) for i in keep]
+
+
+# -- the LUNA16 submission table --------------------------------------------------------------
+
+
+def write_detections(path: str | Path, detections: Iterable[Detection]) -> int:
+    """Write ``seriesuid,coordX,coordY,coordZ,probability`` rows sorted by series, then
+    probability descending; returns the number of rows."""
+    rows = sorted(detections, key=lambda d: (d.series_uid, -d.probability))
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", newline="") as fh:
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(DETECTION_COLUMNS)
+        for d in rows:
+            x, y, z = d.world_xyz
+            w.writerow([d.series_uid, f"{x:.4f}", f"{y:.4f}", f"{z:.4f}", f"{d.probability:.6g}"])
+    return len(rows)
+
+
+def read_detections(path: str | Path) -> list[Detection]:
+    """Read a LUNA16 submission CSV (header required; CRLF or LF line endings)."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except OSError as exc:
+        raise ReadError(f"{p}: cannot read detections ({exc.strerror}); check the path") from None
+    rows = csv.reader(text.splitlines())
+    header = [h.strip() for h in next(rows, [])]
+    missing = [c for c in DETECTION_COLUMNS if c not in header]
+    if missing:
+        raise ReadError(
+            f"{p}: not a LUNA16 detection table (missing column(s) {', '.join(missing)}); "
+            f"expected the header {','.join(DETECTION_COLUMNS)}"
+        )
+    col = [header.index(c) for c in DETECTION_COLUMNS]
+    out: list[Detection] = []
+    for line_no, row in enumerate(rows, start=2):
+        if not "".join(row).strip():
+            continue
+        try:
+            uid = row[col[0]].strip()
+            x, y, z, prob = (float(row[c]) for c in col[1:])
+        except (IndexError, ValueError):
+            raise ReadError(f"{p}:{line_no}: malformed row {','.join(row)!r}; fix or delete it") from None
+        out.append(Detection(uid, (x, y, z), prob))
+    return out
