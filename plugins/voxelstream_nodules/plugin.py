@@ -1,0 +1,19 @@
+"""Registration of the nodule-detection task (entry point ``nodules``)."""
+
+from __future__ import annotations
+
+import voxelstream
+
+from .commands import COMMANDS
+
+
+@voxelstream.hookimpl
+def voxelstream_tasks() -> list[voxelstream.TaskSpec]:
+    return [
+        voxelstream.TaskSpec(
+            name="nodule-detection",
+            modality="CT",
+            description="lung-nodule detection as in LUNA16: cubes, a 3-D CNN, training",
+            commands=COMMANDS,
+        )
+    ]
