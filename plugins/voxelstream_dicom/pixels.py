@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import dask
 import dask.array as da
 import numpy as np
-from pydicom.pixels import pixel_array
+import pydicom
 
 from voxelstream.errors import ReadError
 
@@ -28,7 +28,8 @@ SLAB_SLICES = 32
 def read_slice(path: str, rows: int, cols: int) -> np.ndarray:
     """The stored (not rescaled) values of one single-frame file, shape ``(rows, cols)``."""
     try:
-        arr = pixel_array(path)
+        # the whole dataset, not pydicom.pixels.pixel_array(path): that one misreads deflated files
+        arr = pydicom.dcmread(path).pixel_array
     except Exception as exc:  # decoders raise many kinds on damaged data
         raise ReadError(f"{path}: cannot decode pixel data ({type(exc).__name__}: {exc}); "
                         "re-export or remove the file") from None

@@ -39,47 +39,66 @@ def open_series(plan: SeriesPlan) -> Volume:
     )
 
 
-def discover(files: Sequence[Path], options: Any = None) -> Iterator[Source | SourceError]:
-    """One :class:`Source` per series among ``files`` (headers only), and one
-    :class:`SourceError` per unreadable file or series."""
-    keep_phi = bool(getattr(options, "keep_phi", False))
+def _scan(files: Sequence[Path], keep_phi: bool) -> tuple[list[SliceHeader], list[HeaderError], int]:
+    """Headers of the image files, the files that failed, and how many were not images."""
     headers: list[SliceHeader] = []
-    broken: dict[str, list[HeaderError]] = {}  # series uid -> its files that failed
+    failed: list[HeaderError] = []
     n_skipped = 0
     for f in files:
         try:
             h = scan_file(Path(f), keep_phi=keep_phi)
         except HeaderError as err:
-            if err.series_uid:
-                broken.setdefault(err.series_uid, []).append(err)
-            else:
-                yield SourceError(err.path, err.reason)
+            failed.append(err)
             continue
         if h is None:
             n_skipped += 1
         else:
             headers.append(h)
+    return headers, failed, n_skipped
+
+
+def _series_error(uid: str, paths: Sequence[str], errs: Sequence[HeaderError]) -> SourceError:
+    more = f" (and {len(errs) - 1} more bad file(s))" if len(errs) > 1 else ""
+    return SourceError(common_folder(paths), f"series {uid}: {Path(errs[0].path).name}: {errs[0].reason}{more}")
+
+
+def discover(files: Sequence[Path], options: Any = None) -> Iterator[Source | SourceError]:
+    """One :class:`Source` per series among ``files`` (headers only), and one
+    :class:`SourceError` per unreadable file or series.
+
+    A series fails whole when one of its files, or an unreadable file of unknown series in
+    its folder, is bad: reading the rest would hide a missing slice.
+    """
+    keep_phi = bool(getattr(options, "keep_phi", False))
+    headers, failed, n_skipped = _scan(files, keep_phi)
     groups = group_by_series(headers)
-    for uid, errs in broken.items():
-        # a series with a bad file fails whole: reading the rest would hide a missing slice
-        paths = [h.path for h in groups.pop(uid, [])] + [e.path for e in errs]
-        more = f" (and {len(errs) - 1} more file(s))" if len(errs) > 1 else ""
-        yield SourceError(common_folder(paths), f"series {uid}: {Path(errs[0].path).name}: {errs[0].reason}{more}")
-    for uid, members in groups.items():
+    orphans = [e for e in failed if not e.series_uid]  # could be a slice of any series beside it
+    used: set[int] = set()
+    for uid in dict.fromkeys([*groups, *(e.series_uid for e in failed if e.series_uid)]):
+        members = groups.get(uid, [])
+        folders = {str(Path(h.path).parent) for h in members}
+        near = [k for k, e in enumerate(orphans) if str(Path(e.path).parent) in folders]
+        used.update(near)
+        errs = [e for e in failed if e.series_uid == uid] + [orphans[k] for k in near]
+        if errs:
+            yield _series_error(uid, [h.path for h in members] + [e.path for e in errs], errs)
+            continue
         try:
             plan = plan_series(uid, members, keep_phi=keep_phi)
         except SeriesError as err:
             yield SourceError(common_folder([h.path for h in members]), f"series {uid}: {err}")
             continue
-        first = members[0]
         yield Source(
             volume_id=uid,
             location=plan.meta["source"],
             open=functools.partial(open_series, plan),
             reader="dicom",
-            description=f"{first.modality or 'DICOM'} series, {len(plan.files)} slices of {plan.rows}x{plan.cols}",
+            description=f"{members[0].modality or 'DICOM'} series, {len(plan.files)} slices of {plan.rows}x{plan.cols}",
         )
-    if files and not headers and not broken and n_skipped == len(files):
+    for k, err in enumerate(orphans):
+        if k not in used:
+            yield SourceError(err.path, err.reason)
+    if files and n_skipped == len(files):
         yield SourceError(
             common_folder([str(f) for f in files]),
             f"{n_skipped} DICOM file(s) but no image among them (DICOMDIR, reports...): nothing to read",
