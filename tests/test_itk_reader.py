@@ -242,6 +242,27 @@ def test_truncated_raw(tmp_path):
     assert "t.mhd" in msg and "t.raw" in msg and "truncated" in msg
 
 
+def test_truncated_compressed_mhd(tmp_path):
+    path = write(phantom(), tmp_path / "z.mhd", True)
+    data = tmp_path / "z.zraw"
+    data.write_bytes(data.read_bytes()[:-50])
+    msg = read_error(path)
+    assert "z.mhd" in msg and "z.zraw" in msg and "truncated" in msg
+
+
+@pytest.mark.parametrize("name,compress,data_name", [("n.nrrd", False, "n.nrrd"), ("g.nrrd", True, "g.nrrd"), ("d.nhdr", False, "d.raw")])
+def test_truncated_nrrd_fails_when_read_with_a_picklable_error(tmp_path, name, compress, data_name):
+    path = write(phantom(), tmp_path / name, compress)
+    data = tmp_path / data_name
+    data.write_bytes(data.read_bytes()[:-300])
+    vol = voxelstream.read(path)  # NRRD is checked when read: its header does not say where data start
+    with pytest.raises(voxelstream.ReadError) as err:
+        vol.data.compute()
+    again = pickle.loads(pickle.dumps(err.value))  # as it comes back from a distributed worker
+    assert str(again) == str(err.value)
+    assert name in str(err.value) and "truncated or damaged" in str(err.value)
+
+
 @pytest.mark.parametrize("ext", ["nii", "nii.gz"])
 def test_truncated_nifti(tmp_path, ext):
     path = write(phantom(), tmp_path / f"t.{ext}", ext.endswith("gz"))

@@ -14,3 +14,6 @@ class ImageFileError(ReadError):
         super().__init__(f"{path}: {reason}")
         self.path = path
         self.reason = reason
+
+    def __reduce__(self):  # raised inside dask tasks: must survive the trip back from a worker
+        return (type(self), (self.path, self.reason))

@@ -31,7 +31,7 @@ def read_sitk_slab(z0: int, z1: int, *, path: str, size_xyz: tuple[int, int, int
         image = reader.Execute()
     except RuntimeError as exc:
         raise ImageFileError(
-            path, f"reading slices {z0}-{z1 - 1} failed ({sitk_error_line(exc)}); the file may be damaged"
+            path, f"reading slices {z0}-{z1 - 1} failed ({sitk_error_line(exc)}); the file may be truncated or damaged, re-copy or re-export it"
         ) from None
     arr = sitk.GetArrayFromImage(image)
     if arr.dtype != np.dtype(dtype):  # the header and the data disagree: never guess
