@@ -299,6 +299,18 @@ def test_mixed_orientations(tmp_path):
     assert "mixed orientations" in error_text(exc) and "tilted.dcm" in error_text(exc)
 
 
+def test_sheared_stack_is_refused(tmp_path):
+    _, paths = write_series(tmp_path / "s", ramp((4, 4, 4)), spacing=(2.0, 1.0, 1.0))
+    for k, path in enumerate(paths):  # each slice shifted 0.5 mm along y: a gantry tilt
+        ds = pydicom.dcmread(path)
+        x, y, z = (float(v) for v in ds.ImagePositionPatient)
+        ds.ImagePositionPatient = [f"{x:.6f}", f"{y + 0.5 * k:.6f}", f"{z:.6f}"]
+        ds.save_as(path, enforce_file_format=True)
+    with pytest.raises(ReadError) as exc:
+        voxelstream.read(tmp_path / "s")
+    assert "not stacked along their normal" in error_text(exc) and "slice003.dcm" in error_text(exc)
+
+
 def _unavailable_syntax() -> pydicom.uid.UID:
     from pydicom.pixels import get_decoder
 

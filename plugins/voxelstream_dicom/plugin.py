@@ -8,7 +8,11 @@ picklable ``functools.partial`` of :func:`open_series` over plain data) builds a
 Limits (clear errors, one per file or series): multi-frame files, colour images,
 compressed transfer syntaxes without an installed decoder, gaps and duplicate positions,
 mixed slice sizes, orientations or pixel spacings, sheared stacks (gantry tilt).
-A single-slice series is read with SliceThickness as its z spacing.
+A bad file fails its series, and so does an unreadable file of unknown series in the
+series' folder (it may be a missing slice). A single-slice series is read with
+SliceThickness as its z spacing. Output is int16 when every slice's rescale is integral and
+maps the stored range (BitsStored, PixelRepresentation) into int16, else float32 (so GE's
+signed 16-bit CT with intercept -1024 reads as float32).
 """
 
 from __future__ import annotations
