@@ -128,6 +128,19 @@ def test_raw_layouts_big_endian_and_header_size(tmp_path, msb, header_size, pref
     assert calls, "uncompressed .mhd + .raw should be read through memory maps"
 
 
+def test_metaimage_list_of_slice_files_reads_through_simpleitk(tmp_path):
+    arr = RNG.integers(-2000, 2000, size=(3, 8, 7)).astype(np.int16)
+    for k in range(3):
+        arr[k].tofile(tmp_path / f"sl{k}.raw")
+    (tmp_path / "list.mhd").write_text(
+        "ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+        "CompressedData = False\nElementSpacing = 1 1 2\nDimSize = 7 8 3\nElementType = MET_SHORT\n"
+        "ElementDataFile = LIST 2D\nsl0.raw\nsl1.raw\nsl2.raw\n"
+    )
+    vol = assert_matches_sitk(tmp_path / "list.mhd")
+    np.testing.assert_array_equal(vol.data.compute(), arr)
+
+
 def count_calls(monkeypatch, module, name: str) -> list:
     calls: list = []
     original = getattr(module, name)

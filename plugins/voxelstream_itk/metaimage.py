@@ -106,6 +106,8 @@ def check_data(header: MetaHeader, info: ImageInfo) -> None:
     shorter than the header says (cheap: file sizes only)."""
     data_file = data_file_of(header)
     name = header.get("ElementDataFile")
+    if data_file is None and name.upper() != "LOCAL":
+        return  # a LIST or a numbered pattern of files: SimpleITK reports what is missing
     if data_file is not None and not os.path.isfile(data_file):
         raise ImageFileError(
             header.path,
