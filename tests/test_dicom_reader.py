@@ -54,6 +54,7 @@ def write_series(
     instance_numbers: Sequence[int] | None = None,
     uid: str | None = None,
     bits_stored: int = 16,
+    modality: str = "CT",
 ) -> tuple[str, list[Path]]:
     """Write ``stored`` (z, y, x; int16 or uint16) as one CT series; slice k sits at
     ``origin + k * spacing_z * normal``. Returns the SeriesInstanceUID and the paths in slice order."""
@@ -76,7 +77,7 @@ def write_series(
         ds.file_meta = meta
         ds.SOPClassUID = CTImageStorage
         ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-        ds.Modality = "CT"
+        ds.Modality = modality
         ds.Manufacturer = "TestVendor"
         for key, value in PHI.items():
             setattr(ds, key, value)
@@ -179,9 +180,18 @@ def test_rescale_applied_per_slice_and_dtype_follows_the_range(tmp_path):
     assert vol.data.dtype == np.float32
     assert np.allclose(vol.data.compute()[0], stored[0] * 0.5 - 1024.5)
 
-    # 16 stored bits, unsigned, with intercept -1024 can reach 64511: does not fit int16
-    write_series(tmp_path / "wide", stored.astype(np.uint16))
+    # 16 stored bits, unsigned, with intercept -1024 can reach 64511: does not fit int16,
+    # so a non-HU modality gets float32 ...
+    write_series(tmp_path / "wide", stored.astype(np.uint16), modality="OT")
     assert voxelstream.read(tmp_path / "wide").data.dtype == np.float32
+    # ... while CT keeps HU as int16, saturating the (physically impossible) values past it
+    wide = stored.astype(np.uint16)
+    wide[0, 0, 0] = 65000  # 65000 - 1024 = 63976 HU: past int16
+    write_series(tmp_path / "ct", wide)
+    vol = voxelstream.read(tmp_path / "ct")
+    assert vol.data.dtype == np.int16
+    expected = np.clip(wide.astype(np.int32) - 1024, -32768, 32767)
+    assert np.array_equal(vol.data.compute(), expected) and expected[0, 0, 0] == 32767
 
 
 def test_meta_describes_the_series_without_phi(tmp_path):

@@ -53,8 +53,8 @@ def read_slab(
     integral = np.dtype(dtype).kind == "i"
     for k, (path, slope, intercept) in enumerate(zip(files, slopes, intercepts)):
         raw = read_slice(path, rows, cols)
-        if integral:  # exact integer arithmetic; the range was checked against int16 at scan time
-            out[k] = raw.astype(np.int32) * int(slope) + int(intercept)
+        if integral:  # exact integer arithmetic; saturates only for HU past int16 (see output_dtype)
+            out[k] = np.clip(raw.astype(np.int32) * int(slope) + int(intercept), -32768, 32767)
         else:
             out[k] = raw.astype(np.float64) * slope + intercept
     return out

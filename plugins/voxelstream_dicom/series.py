@@ -125,11 +125,19 @@ def _check_stacked(ordered: Sequence[SliceHeader], direction: np.ndarray, pixel:
 
 
 def output_dtype(headers: Sequence[SliceHeader]) -> str:
-    """``int16`` when every slice's rescale is integral and maps its stored range
-    (BitsStored/PixelRepresentation) inside int16; else ``float32``."""
+    """``int16`` when every slice's rescale is integral and either maps the stored range
+    (BitsStored/PixelRepresentation) inside int16 or yields Hounsfield units; else ``float32``.
+
+    Why HU may saturate: CT is usually stored as signed 16 bits with intercept -1024, whose
+    *possible* range overflows int16 although no real HU value does (the scale ends near
+    +3071, metal near +30000, padding at -2000/-3024). Storing HU as int16 halves the store
+    and the I/O; the rare value past int16 is clipped to its bound (:func:`pixels.read_slab`).
+    """
     for h in headers:
         if not (float(h.slope).is_integer() and float(h.intercept).is_integer()):
             return "float32"
+        if _is_hu(h):
+            continue
         if h.pixel_representation:
             lo, hi = -(2 ** (h.bits_stored - 1)), 2 ** (h.bits_stored - 1) - 1
         else:
@@ -138,6 +146,10 @@ def output_dtype(headers: Sequence[SliceHeader]) -> str:
         if min(ends) < INT16[0] or max(ends) > INT16[1]:
             return "float32"
     return "int16"
+
+
+def _is_hu(h: SliceHeader) -> bool:
+    return h.rescale_type.upper() == "HU" or h.modality.upper() == "CT"
 
 
 def common_folder(paths: Sequence[str]) -> str:
@@ -156,7 +168,7 @@ def _meta(uid: str, ordered: Sequence[SliceHeader], keep_phi: bool) -> dict[str,
         "slice_thickness": first.slice_thickness,
         "n_slices": len(ordered),
     }
-    if first.rescale_type.upper() == "HU" or first.modality.upper() == "CT":
+    if _is_hu(first):
         meta["units"] = "HU"
     elif first.rescale_type:
         meta["units"] = first.rescale_type
