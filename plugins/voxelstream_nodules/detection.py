@@ -64,14 +64,41 @@ def suppression_footprint(spacing_zyx: Sequence[float], min_distance_mm: float) 
     return dist2 <= float(min_distance_mm) ** 2
 
 
+def _inscribed_box(footprint: np.ndarray) -> tuple[int, ...]:
+    """Odd sizes of a centred box that lies inside ``footprint`` (an ellipsoid): the box of
+    half-widths ``half / sqrt(3)``, shrunk while rounding puts a corner outside."""
+    half = np.asarray(footprint.shape) // 2
+    h = np.floor(half / math.sqrt(3.0)).astype(int)
+    while True:
+        box = tuple(slice(c - k, c + k + 1) for c, k in zip(half, h))
+        if footprint[box].all() or not h.any():
+            return tuple(int(2 * k + 1) for k in h)
+        h[np.argmax(h)] -= 1
+
+
 def _peak_map(block: np.ndarray, footprint: np.ndarray, threshold: float) -> np.ndarray:
-    """``block`` where a voxel is a thresholded local maximum, NaN elsewhere."""
+    """``block`` where a voxel is a thresholded local maximum, NaN elsewhere.
+
+    A maximum over the ellipsoid is also one over any box inside it, so a separable (fast)
+    box max filter first narrows the voxels down to a few candidates, and only those are
+    compared with their whole ellipsoid: the full footprint filter on every voxel would cost
+    ~footprint-size operations per voxel (thousands at 10 mm and 0.7 mm spacing).
+    """
     values = np.asarray(block, dtype=np.float32)
+    out = np.full(values.shape, np.nan, dtype=np.float32)
     # 'nearest' only matters at the map's true border (halos cover chunk borders); a copied
     # edge value lies farther than the voxel it copies, so it cannot create or hide a peak.
-    local_max = ndimage.maximum_filter(values, footprint=footprint, mode="nearest")
-    peaks = (values == local_max) & (values >= threshold)
-    return np.where(peaks, values, np.float32(np.nan))
+    box_max = ndimage.maximum_filter(values, size=_inscribed_box(footprint), mode="nearest")
+    half = np.asarray(footprint.shape) // 2
+    shape = np.asarray(values.shape)
+    for c in np.argwhere((values >= box_max) & (values >= threshold)):
+        lo, hi = c - half, c + half + 1
+        win = tuple(slice(a, b) for a, b in zip(np.maximum(lo, 0), np.minimum(hi, shape)))
+        fp = tuple(slice(a, b) for a, b in zip(np.maximum(-lo, 0), footprint.shape - np.maximum(hi - shape, 0)))
+        v = values[tuple(c)]
+        if v >= values[win][footprint[fp]].max():
+            out[tuple(c)] = v
+    return out
 
 
 def _block_candidates(peaks: np.ndarray, offset: tuple[int, int, int]) -> np.ndarray:
