@@ -26,6 +26,8 @@ from scipy import ndimage
 from voxelstream import Volume
 from voxelstream.errors import ReadError, VoxelstreamError
 
+from .annotations import read_luna_table
+
 __all__ = [
     "Detection",
     "detect_volume",
@@ -199,28 +201,11 @@ def write_detections(path: str | Path, detections: Iterable[Detection]) -> int:
 
 def read_detections(path: str | Path) -> list[Detection]:
     """Read a LUNA16 submission CSV (header required; CRLF or LF line endings)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except OSError as exc:
-        raise ReadError(f"{p}: cannot read detections ({exc.strerror}); check the path") from None
-    rows = csv.reader(text.splitlines())
-    header = [h.strip() for h in next(rows, [])]
-    missing = [c for c in DETECTION_COLUMNS if c not in header]
-    if missing:
-        raise ReadError(
-            f"{p}: not a LUNA16 detection table (missing column(s) {', '.join(missing)}); "
-            f"expected the header {','.join(DETECTION_COLUMNS)}"
-        )
-    col = [header.index(c) for c in DETECTION_COLUMNS]
     out: list[Detection] = []
-    for line_no, row in enumerate(rows, start=2):
-        if not "".join(row).strip():
-            continue
+    for line_no, (uid, *numbers) in read_luna_table(path, DETECTION_COLUMNS, "detection"):
         try:
-            uid = row[col[0]].strip()
-            x, y, z, prob = (float(row[c]) for c in col[1:])
-        except (IndexError, ValueError):
-            raise ReadError(f"{p}:{line_no}: malformed row {','.join(row)!r}; fix or delete it") from None
+            x, y, z, prob = (float(v) for v in numbers)
+        except ValueError:
+            raise ReadError(f"{path}:{line_no}: malformed row {uid},{','.join(numbers)}; fix or delete it") from None
         out.append(Detection(uid, (x, y, z), prob))
     return out
