@@ -122,14 +122,21 @@ def axis_taps(j0: int, j1: int, ratio: float, n_in: int, order: int) -> AxisTaps
 def apply_taps(block: np.ndarray, axis: int, taps: AxisTaps, offset: int, dtype: np.dtype) -> np.ndarray:
     """Resample ``block`` along ``axis``; ``block`` holds input indices ``offset ..`` there.
 
-    Nearest keeps the block's dtype; otherwise the result is ``dtype``, summed tap by tap in
-    a fixed order.
+    Nearest keeps the block's dtype; otherwise the result is ``dtype``, computed in the same
+    order for every sample (linear as ``f0 + t * (f1 - f0)``, the others tap by tap).
     """
     idx = taps.index - offset
     if taps.weight is None:
         return np.take(block, idx[:, 0], axis=axis)
     shape = [1] * block.ndim
     shape[axis] = -1
+    if idx.shape[1] == 2:  # linear: fewest passes over memory
+        out = np.take(block, idx[:, 0], axis=axis).astype(dtype, copy=False)
+        step = np.take(block, idx[:, 1], axis=axis).astype(dtype, copy=False)
+        step -= out
+        step *= taps.weight[:, 1].astype(dtype).reshape(shape)
+        out += step
+        return out
     weight = taps.weight.astype(dtype)
     out = None
     for s in range(idx.shape[1]):

@@ -66,7 +66,8 @@ def _resample_region(
     lead: int,
 ) -> np.ndarray:
     """One output chunk: assemble the input region from its pieces, then interpolate."""
-    region = np.empty(region_shape, dtype=pieces[0].dtype)
+    # interpolating orders work in float32: converting while assembling costs no extra pass
+    region = np.empty(region_shape, dtype=pieces[0].dtype if order == 0 else _COMPUTE_DTYPE)
     for piece, where in zip(pieces, placements):
         region[where] = piece
     for a in axes:
