@@ -17,6 +17,7 @@ from importlib.metadata import PackageNotFoundError, version
 from .discovery import ReadOptions, discover, read
 from .errors import PluginConflictError, ReadError, StoreError, UnknownNameError, VoxelstreamError
 from .hookspecs import hookimpl
+from .models import load_model
 from .plugins import get_stage, plugin_report
 from .specs import CommandSpec, ModelSpec, ReaderSpec, Source, SourceError, StageSpec, TaskSpec
 from .stages import blockwise_stage
@@ -38,6 +39,7 @@ __all__ = [
     "hookimpl",
     "get_stage",
     "blockwise_stage",
+    "load_model",
     "plugin_report",
     "ReaderSpec",
     "StageSpec",

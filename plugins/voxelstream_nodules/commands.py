@@ -12,8 +12,9 @@ from voxelstream.store import open_store
 
 from .annotations import read_annotations
 from .cubes import DEFAULT_CUBE_MM, DEFAULT_NEGATIVES, build_cubes
+from .options import TrainError, TrainOptions
 
-__all__ = ["CUBES", "COMMANDS"]
+__all__ = ["CUBES", "TRAIN", "COMMANDS"]
 
 
 def _cubes_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,4 +70,52 @@ CUBES = CommandSpec(
     run=_cubes_run,
 )
 
-COMMANDS: tuple[CommandSpec, ...] = (CUBES,)
+
+
+def _train_arguments(p: argparse.ArgumentParser) -> None:
+    d = TrainOptions()
+    p.add_argument("--cubes", required=True, metavar="CUBES", help="the cube set written by 'voxelstream cubes'")
+    p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where the model, split and metrics go")
+    p.add_argument("--epochs", type=int, default=d.epochs, help=f"at most this many epochs (default {d.epochs})")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"cubes per step (default {d.batch_size})")
+    p.add_argument("--lr", type=float, default=d.lr, help=f"AdamW learning rate (default {d.lr:g})")
+    p.add_argument("--val-fraction", type=float, default=d.val_fraction,
+                   help=f"share of series held out for validation (default {d.val_fraction:g})")
+    p.add_argument("--patience", type=int, default=d.patience,
+                   help=f"stop after this many epochs without a better validation loss (default {d.patience})")
+    p.add_argument("--channels", default=",".join(map(str, d.channels)), metavar="C1,C2,...",
+                   help="channels per block, one block per pooling (default %(default)s)")
+    p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0): same seed, same weights")
+    p.add_argument("--init", metavar="MODEL_DIR", help="start from this trained model instead of random weights")
+
+
+def _train_run(args: argparse.Namespace) -> int:
+    try:
+        channels = tuple(int(c) for c in args.channels.split(","))
+    except ValueError:
+        raise TrainError(f"--channels {args.channels!r}: expected comma-separated integers, e.g. 8,16") from None
+    opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
+                        seed=args.seed, patience=args.patience, channels=channels, init=args.init)
+    from .train import train  # JAX is imported only when training
+
+    metrics = train(args.cubes, args.out, opts, log=lambda line: print(line, flush=True))
+    best = min(metrics, key=lambda m: m["val_loss"])
+    print(f"best epoch {best['epoch']}: val loss {best['val_loss']:.4f}, val AUC {best['val_auc']:.3f} -> {args.out}")
+    return 0
+
+
+TRAIN = CommandSpec(
+    name="train",
+    help="train the nodule classifier (3-D CNN) on a cube set",
+    description=(
+        "Train the VGG-like 3-D CNN on --cubes with AdamW. Series are split into training and\n"
+        "validation (no series on both sides); positives are weighted by the class ratio; training\n"
+        "stops early when the validation loss stops improving. Writes MODEL_DIR/model.json +\n"
+        "weights.npz (the best epoch; load with voxelstream.load_model), split.json, metrics.json\n"
+        "and training_curve.png. The same --seed gives the same weights on the CPU."
+    ),
+    add_arguments=_train_arguments,
+    run=_train_run,
+)
+
+COMMANDS: tuple[CommandSpec, ...] = (CUBES, TRAIN)

@@ -45,14 +45,11 @@ class CubesReport:
 
 
 def window_range(volume: Volume) -> tuple[float, float]:
-    """The value range a windowed volume maps to: read from its windowing stage's recorded
-    parameters (``out_range`` / ``output_range``), else the reference ``[0, 1]``."""
-    for entry in reversed(volume.meta.get("history", [])):
-        params = entry.get("params", {}) or {}
-        for key in ("out_range", "output_range"):
-            if key in params and len(params[key]) == 2:
-                lo, hi = params[key]
-                return float(lo), float(hi)
+    """The value range of a windowed volume: ``[0, 255]`` when the windowing stage recorded a
+    ``uint8`` output in ``meta["window"]``, else the reference ``[0, 1]``."""
+    window = volume.meta.get("window") or {}
+    if isinstance(window, dict) and window.get("dtype") == "uint8":
+        return 0.0, 255.0
     return DEFAULT_WINDOW
 
 

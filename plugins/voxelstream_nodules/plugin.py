@@ -17,3 +17,16 @@ def voxelstream_tasks() -> list[voxelstream.TaskSpec]:
             commands=COMMANDS,
         )
     ]
+
+
+@voxelstream.hookimpl
+def voxelstream_models() -> list[voxelstream.ModelSpec]:
+    from .model import MODEL_NAME, build
+
+    return [
+        voxelstream.ModelSpec(
+            name=MODEL_NAME,
+            build=build,
+            description="VGG-like 3-D CNN for nodule cubes, fully convolutional (valid convs, conv head)",
+        )
+    ]

@@ -1,0 +1,28 @@
+"""Options of ``voxelstream train``, importable without JAX (the CLI builds its parser from them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from voxelstream.errors import VoxelstreamError
+
+__all__ = ["TrainOptions", "TrainError"]
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """Options of :func:`train` (the CLI's defaults)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    val_fraction: float = 0.2
+    seed: int = 0
+    patience: int = 5
+    channels: tuple[int, ...] = (8, 16)
+    init: str | None = None
+
+
+class TrainError(VoxelstreamError):
+    """A cube set that cannot be trained on as asked."""

@@ -1,0 +1,91 @@
+"""Training: series split without leakage, AUC, determinism, what MODEL_DIR holds."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+import voxelstream
+from voxelstream.cli.main import main
+from voxelstream_nodules.cubeset import CubeRecord, CubeSet
+from voxelstream_nodules.train import roc_auc, split_by_series
+
+EDGE = 16
+
+
+def _toy_cubes(path, n_series=8, seed=0):
+    """Positives: a bright ball at the centre; negatives: noise only."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:EDGE, :EDGE, :EDGE] - EDGE // 2
+    ball = (z**2 + y**2 + x**2 <= 9).astype(np.float32) * 0.6
+    cs = CubeSet.create(path, (EDGE,) * 3, "float32")
+    for s in range(n_series):
+        kinds = ["positive", "positive", "augmented"] + ["negative"] * 5 + (["hard_negative"] if s % 2 else [])
+        cubes = np.stack([rng.normal(0.2, 0.05, (EDGE,) * 3).astype(np.float32) + (ball if k in ("positive", "augmented") else 0)
+                          for k in kinds])
+        cs.append(cubes, [CubeRecord(f"series{s}", int(k in ("positive", "augmented")), k, s, i, 0) for i, k in enumerate(kinds)])
+    return cs
+
+
+def test_split_by_series_has_no_leakage():
+    recs = [CubeRecord(f"s{i}", lab, kind, 0, 0, 0) for i in range(20)
+            for lab, kind in ((1, "positive"), (1, "augmented"), (0, "negative"))
+            if lab == 0 or i % 3 == 0]
+    train, val = split_by_series(recs, 0.25, seed=7)
+    assert not set(train) & set(val)
+    assert set(train) | set(val) == {r.series_uid for r in recs}
+    pos_series = {r.series_uid for r in recs if r.label}
+    assert set(val) & pos_series and set(train) & pos_series  # both sides see positives
+    assert split_by_series(recs, 0.25, seed=7) == (train, val)
+
+
+def test_roc_auc_against_pairwise_count():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 60)
+    s = np.round(rng.random(60), 1)  # ties on purpose
+    pos, neg = s[y == 1], s[y == 0]
+    pairs = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert roc_auc(y, s) == pytest.approx(pairs / (len(pos) * len(neg)))
+    assert np.isnan(roc_auc(np.ones(3), np.arange(3)))
+
+
+def _train(cubes, out, seed):
+    return main(["train", "--cubes", str(cubes), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+                 "--val-fraction", "0.25", "--seed", str(seed), "--channels", "4,8"])
+
+
+def test_train_writes_model_split_metrics_and_is_deterministic(tmp_path, capsys):
+    _toy_cubes(tmp_path / "cubes.zarr")
+    assert _train(tmp_path / "cubes.zarr", tmp_path / "a", seed=3) == 0
+    assert _train(tmp_path / "cubes.zarr", tmp_path / "b", seed=3) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1:" in out and "epoch 2:" in out
+
+    split = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"]) and len(split["val"]) == 2
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert all({"train_loss", "val_loss", "val_auc"} <= set(m) for m in metrics)
+    assert (tmp_path / "a" / "training_curve.png").read_bytes()[:4] == b"\x89PNG"
+
+    wa, wb = np.load(tmp_path / "a" / "weights.npz"), np.load(tmp_path / "b" / "weights.npz")
+    assert wa.files == wb.files
+    for k in wa.files:
+        np.testing.assert_array_equal(wa[k], wb[k])
+    mb = json.loads((tmp_path / "b" / "metrics.json").read_text())
+    assert [(m["train_loss"], m["val_loss"]) for m in metrics] == [(m["train_loss"], m["val_loss"]) for m in mb]
+
+    model = voxelstream.load_model(tmp_path / "a")
+    assert model.receptive_field == EDGE and model.stride == 4
+    doc = json.loads((tmp_path / "a" / "model.json").read_text())
+    assert doc["model"] == "nodule-vgg3d" and doc["config"]["cube"] == EDGE
+
+
+def test_train_init_continues_from_a_model(tmp_path):
+    _toy_cubes(tmp_path / "cubes.zarr")
+    assert _train(tmp_path / "cubes.zarr", tmp_path / "a", seed=1) == 0
+    rc = main(["train", "--cubes", str(tmp_path / "cubes.zarr"), "--out", str(tmp_path / "c"), "--epochs", "1",
+               "--batch-size", "8", "--val-fraction", "0.25", "--init", str(tmp_path / "a")])
+    assert rc == 0 and (tmp_path / "c" / "weights.npz").exists()
