@@ -1,0 +1,154 @@
+"""The ``infer`` and ``score`` commands (``INFER``, ``SCORE``)."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from pathlib import Path
+
+from voxelstream import CommandSpec, open_store
+from voxelstream.errors import ReadError, VoxelstreamError
+from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
+
+from .annotations import read_luna_table
+from .eval_commands import PROB_OUTPUT
+from .inference import DEFAULT_TILE, infer_store
+
+__all__ = ["INFER", "SCORE", "read_points_table"]
+
+POINT_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ")
+
+
+# -- infer ---------------------------------------------------------------------------------------
+
+
+def _add_infer_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream train'")
+    p.add_argument("--name", default="iso", help="which stored output to read (default: iso)")
+    p.add_argument("--out-name", default=PROB_OUTPUT, help=f"the output to write (default: {PROB_OUTPUT})")
+    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="T",
+                   help=f"output grid points per tile edge, also the Zarr chunk edge (default {DEFAULT_TILE}); "
+                        "larger tiles waste less work on halos but need more memory")
+    p.add_argument("--force", action="store_true", help="recompute maps that are already complete")
+    p.add_argument("--gpu-resource", action="store_true",
+                   help="annotate the inference tasks with the dask.distributed resource GPU=1, so that with "
+                        "--scheduler tcp://... only workers started with '--resources GPU=1' run them")
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
+
+
+def _run_infer(args: argparse.Namespace) -> int:
+    if args.tile < 1:
+        raise VoxelstreamError(f"--tile {args.tile}: must be at least 1")
+    store = open_store(args.store)
+    with use_scheduler(args.scheduler):
+        report = infer_store(store, args.model, name=args.name, out_name=args.out_name, tile=args.tile,
+                             force=args.force, gpu_resource=args.gpu_resource)
+    done = sum(o.status == "done" for o in report.outcomes)
+    skipped = sum(o.status == "skipped" for o in report.outcomes)
+    print(f"{done} map(s) written, {skipped} already done, {len(report.failed)} failed")
+    return report.exit_code
+
+
+INFER = CommandSpec(
+    name="infer",
+    help="dense sliding-window inference: a probability map per volume, disk to disk",
+    description=(
+        "Evaluate the classifier of --model over every volume of --store with a complete --name\n"
+        "output (default iso) as a fully convolutional network: one window centred every\n"
+        "stride voxels (the network's output stride), covering the whole scan, the window\n"
+        "minimum past its border, exactly the cubes 'voxelstream cubes' cuts. Tiles of\n"
+        "--tile^3 output points are read from Zarr with their receptive-field halo, evaluated\n"
+        "by one jit-compiled function (on the GPU when jax has one) and written chunk by chunk\n"
+        f"to volumes/<id>/{PROB_OUTPUT} (float32 sigmoid probabilities; an OME-Zarr image whose\n"
+        "spacing is stride x the input spacing and whose origin is the first window centre).\n"
+        "Memory stays bounded for any scan size. Maps already complete with the same model\n"
+        "(directory and weights hash) and tile size are skipped; a failing volume is reported\n"
+        "and the others finish.\n"
+        "\n"
+        "GPU workers on dask.distributed: start them with 'dask worker ... --resources GPU=1'\n"
+        "and pass --gpu-resource --scheduler tcp://HOST:PORT.\n"
+        "\n"
+        "example:\n"
+        "  voxelstream infer --store data.zarr --model model/\n"
+        "  voxelstream detect --store data.zarr --out detections.csv --threshold 0.1"
+    ),
+    add_arguments=_add_infer_arguments,
+    run=_run_infer,
+)
+
+
+# -- score ---------------------------------------------------------------------------------------
+
+
+def read_points_table(path: str | Path) -> tuple[list[str], list[list[str]], list[tuple[str, tuple[float, float, float]]]]:
+    """``(header, rows, points)`` of a CSV with at least ``seriesuid,coordX,coordY,coordZ``
+    (CRLF or LF): every column kept as text in ``rows``, and the parsed world points."""
+    next(read_luna_table(path, POINT_COLUMNS, "points"), None)  # checks the file and its header
+    with open(path, encoding="utf-8-sig", newline="") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    coords = [header.index(c) for c in POINT_COLUMNS]
+    rows, points = [], []
+    for line_no, values in read_luna_table(path, header, "points"):
+        uid, *xyz = (values[i] for i in coords)
+        try:
+            world = (float(xyz[0]), float(xyz[1]), float(xyz[2]))
+        except ValueError:
+            raise ReadError(f"{path}:{line_no}: coordinates {','.join(xyz)!r} are not numbers; fix or delete the row") from None
+        points.append((uid, world))
+        rows.append(values)
+    return header, rows, points
+
+
+def _add_score_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream train'")
+    p.add_argument("--points", required=True, metavar="CSV",
+                   help="world points: seriesuid,coordX,coordY,coordZ (LPS mm; other columns are kept)")
+    p.add_argument("--out", required=True, metavar="CSV", help="the points again with a probability column")
+    p.add_argument("--name", default="iso", help="which stored output to cut cubes from (default: iso)")
+    p.add_argument("--batch-size", type=int, default=16, metavar="B", help="cubes per evaluation (default 16)")
+    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    from .scoring import Point, score_points
+
+    header, rows, points = read_points_table(args.points)
+    store = open_store(args.store)
+    with use_scheduler(args.scheduler):
+        probs = score_points(store, args.model, [Point(u, w) for u, w in points], name=args.name,
+                             batch_size=args.batch_size)
+    col = header.index("probability") if "probability" in header else None
+    out_header = header if col is not None else header + ["probability"]
+    with open(args.out, "w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(out_header)
+        for row, p in zip(rows, probs):
+            row = list(row)
+            if col is not None:
+                row[col] = f"{p:.6g}"
+            else:
+                row.append(f"{p:.6g}")
+            w.writerow(row)
+    print(f"scored {len(rows)} point(s) -> {args.out}")
+    return 0
+
+
+SCORE = CommandSpec(
+    name="score",
+    help="evaluate the classifier cube by cube at world points (adds a probability column)",
+    description=(
+        "For every row of --points (seriesuid,coordX,coordY,coordZ in world LPS mm; other\n"
+        "columns kept; CRLF or LF), cut the cube 'voxelstream cubes' would cut there (centre\n"
+        "voxel rint(world_to_index(world)) of the --name output, edge = the model's receptive\n"
+        "field, window minimum past the border), evaluate the classifier of --model on it and\n"
+        "write the rows to --out with a probability column (replaced if present). At the world\n"
+        "positions of a probability map's grid points this equals 'voxelstream infer'.\n"
+        "\n"
+        "example:\n"
+        "  voxelstream score --store data.zarr --model model/ --points candidates.csv --out scored.csv"
+    ),
+    add_arguments=_add_score_arguments,
+    run=_run_score,
+)

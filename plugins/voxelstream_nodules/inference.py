@@ -1,0 +1,256 @@
+"""Dense sliding-window inference, disk to disk: the classifier over a whole scan as one
+fully convolutional network, tiled through Dask.
+
+Grid. The classifier sees a cube of edge ``R`` (its receptive field) centred at voxel ``c``,
+cut as ``[c - R//2, c - R//2 + R)`` exactly as ``voxelstream cubes`` cuts it (past the border
+the cube is the window minimum). Dense evaluation gives one logit every ``s`` voxels (the
+network's stride), so the window centres form the grid ``c = offset + s * i`` per axis, with
+``n = ceil(N / s)`` centres and the offset splitting the remainder evenly: every centre lies
+inside the volume and every voxel lies within ``s / 2`` of a centre. The probability map is a
+:class:`~voxelstream.Volume` on that grid: spacing ``s *`` the input spacing, the same
+direction, origin at the world position of the first centre.
+
+Tiles. One dask task per output tile of ``T^3`` grid points (the last ones cut short) reads its
+input window, ``(T - 1) * s + R`` voxels per axis, straight from the input's Zarr array
+(padding past the border), runs the jitted eval-mode network on it and returns ``T^3``
+probabilities. Every tile has the full input shape, so XLA compiles once per process. The
+graph holds only paths and numbers: each process (dask.distributed workers too) loads the
+model from ``MODEL_DIR`` once and keeps the compiled function (:func:`evaluator`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import math
+import sys
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import dask
+import dask.array as da
+import numpy as np
+import zarr
+
+from voxelstream.batch import BatchReport, Outcome, run_batch
+from voxelstream.errors import VoxelstreamError
+from voxelstream.models import WEIGHTS, load_model, read_model_json
+from voxelstream.progress import task_progress
+from voxelstream.store import Store
+from voxelstream.volume import Volume
+
+from .cubes import window_range
+from .extract import cut_cube
+
+__all__ = [
+    "DEFAULT_TILE", "DEFAULT_CONCURRENT_TILES", "Evaluator", "evaluator", "weights_digest", "DenseGrid",
+    "dense_grid", "grid_volume_affine", "read_window", "dense_probabilities", "infer_params", "infer_store",
+]
+
+DEFAULT_TILE = 24  # output grid points per tile edge: a 140^3 input window for R=48, s=4
+# Tiles evaluated at once per process. XLA already spreads one tile over every core; a
+# second concurrent tile only competes for them (measured in benchmarks/bench_infer.py), so
+# the other dask threads read and write Zarr while one tile computes.
+DEFAULT_CONCURRENT_TILES = 1
+
+
+def weights_digest(model_dir: str | Path) -> str:
+    """SHA-256 of ``MODEL_DIR/weights.npz`` (part of the skip parameters: a retrained model
+    in the same directory is a different model)."""
+    read_model_json(model_dir)  # a missing or broken model.json is the clearer error
+    h = hashlib.sha256()
+    try:
+        with open(Path(model_dir) / WEIGHTS, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+    except FileNotFoundError:
+        raise VoxelstreamError(f"{Path(model_dir) / WEIGHTS}: missing; the model directory is incomplete, re-train") from None
+    return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class Evaluator:
+    """A loaded eval-mode classifier: ``probabilities(x)`` maps ``(B, D, H, W)`` float32
+    windows to ``sigmoid(logits)`` of shape ``(B, D', H', W')`` on jax's default device."""
+
+    receptive_field: int
+    stride: int
+    probabilities: Callable[[np.ndarray], np.ndarray]
+
+
+_EVALUATORS: dict[tuple[str, str], Evaluator] = {}
+_EVALUATORS_LOCK = threading.Lock()
+
+
+def evaluator(model_dir: str | Path, digest: str | None = None) -> Evaluator:
+    """The :class:`Evaluator` of ``model_dir``, built once per process and weights digest
+    (dask tasks call this: jax objects never travel through the graph)."""
+    key = (str(Path(model_dir).resolve()), digest or weights_digest(model_dir))
+    with _EVALUATORS_LOCK:
+        if key not in _EVALUATORS:
+            _EVALUATORS[key] = _build_evaluator(key[0])
+        return _EVALUATORS[key]
+
+
+def _build_evaluator(model_dir: str) -> Evaluator:
+    import jax
+    from flax import nnx
+
+    model = load_model(model_dir)  # in eval mode: running statistics, no dropout
+    graphdef, state = nnx.split(model)
+
+    @jax.jit
+    def probs(state: Any, x: jax.Array) -> jax.Array:
+        return jax.nn.sigmoid(nnx.merge(graphdef, state)(x))
+
+    limit = threading.Semaphore(DEFAULT_CONCURRENT_TILES)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with limit:
+            return np.asarray(probs(state, np.asarray(x, dtype=np.float32)))
+
+    return Evaluator(int(model.receptive_field), int(model.stride), run)
+
+
+# -- the grid -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DenseGrid:
+    """Window centres ``offset + stride * i`` (per axis, input voxels), ``i < shape``."""
+
+    shape: tuple[int, int, int]
+    offset: tuple[int, int, int]
+    stride: int
+    receptive_field: int
+
+    def centres(self, index_zyx: np.ndarray) -> np.ndarray:
+        """Input voxel of the window centre for grid indices ``(n, 3)``."""
+        return np.asarray(self.offset) + self.stride * np.asarray(index_zyx)
+
+    def window_start(self, grid_start: Sequence[int]) -> tuple[int, int, int]:
+        """First input voxel of the window behind grid point ``grid_start``."""
+        c = self.centres(np.asarray(grid_start))
+        return tuple(int(v) for v in c - self.receptive_field // 2)  # type: ignore[return-value]
+
+    def window_edge(self, tile: int) -> int:
+        """Input voxels per axis behind ``tile`` grid points."""
+        return (tile - 1) * self.stride + self.receptive_field
+
+
+def dense_grid(shape_zyx: Sequence[int], stride: int, receptive_field: int) -> DenseGrid:
+    """The grid over a volume of ``shape_zyx`` (see the module docstring)."""
+    n = tuple(max(1, math.ceil(int(v) / stride)) for v in shape_zyx)
+    offset = tuple((int(v) - 1 - stride * (k - 1)) // 2 for v, k in zip(shape_zyx, n))
+    return DenseGrid(n, offset, int(stride), int(receptive_field))  # type: ignore[arg-type]
+
+
+def grid_volume_affine(affine: np.ndarray, grid: DenseGrid) -> np.ndarray:
+    """The index->world affine of the grid: grid index ``i`` maps where input voxel
+    ``offset + stride * i`` does."""
+    to_input = np.diag([grid.stride] * 3 + [1]).astype(float)
+    to_input[:3, 3] = grid.offset
+    return np.asarray(affine, dtype=float) @ to_input
+
+
+# -- tiles ------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=32)
+def _zarr_array(root: str, path: str, token: str) -> zarr.Array:
+    # token: an input rewritten at the same path must not be read through a stale handle
+    return zarr.open_array(store=root, path=path, mode="r")
+
+
+def read_window(arr: Any, start: Sequence[int], edge: int, pad_value: float) -> np.ndarray:
+    """The ``edge^3`` window from ``start`` of the (Zarr) array ``arr`` as float32, with
+    ``pad_value`` past its border; only the chunks the window touches are read."""
+    lo = [min(max(int(s), 0), n) for s, n in zip(start, arr.shape)]
+    hi = [min(max(int(s) + edge, 0), n) for s, n in zip(start, arr.shape)]
+    if any(b <= a for a, b in zip(lo, hi)):
+        return np.full((edge,) * 3, pad_value, dtype=np.float32)
+    region = np.asarray(arr[tuple(slice(a, b) for a, b in zip(lo, hi))], dtype=np.float32)
+    return cut_cube(region, lo, start, (edge,) * 3, pad_value)
+
+
+def _tile(root: str, path: str, token: str, model_dir: str, digest: str, grid: DenseGrid, tile: int,
+          pad_value: float, block_id: tuple[int, int, int] | None = None) -> np.ndarray:
+    assert block_id is not None
+    g0 = [b * tile for b in block_id]
+    window = read_window(_zarr_array(root, path, token), grid.window_start(g0), grid.window_edge(tile), pad_value)
+    probs = evaluator(model_dir, digest).probabilities(window[None])[0]
+    keep = tuple(slice(0, min(tile, n - a)) for a, n in zip(g0, grid.shape))
+    return probs[keep]
+
+
+def dense_probabilities(store: Store, volume_id: str, model_dir: str | Path, *, name: str = "iso",
+                        tile: int = DEFAULT_TILE, gpu_resource: bool = False) -> Volume:
+    """The lazy probability map of ``volume_id``'s ``name`` output (float32, one dask chunk
+    per ``tile^3`` output tile). With ``gpu_resource`` the tasks carry the dask.distributed
+    resource annotation ``{"GPU": 1}`` (only workers started with ``--resources GPU=1`` run
+    them; the graph must then not be optimised away, see ``infer_commands``)."""
+    if tile < 1:
+        raise ValueError(f"tile must be at least 1 output voxel, got {tile}")
+    model_dir = str(Path(model_dir).resolve())
+    digest = weights_digest(model_dir)
+    ev = evaluator(model_dir, digest)
+    src = store.open(volume_id, name)
+    if src.data.ndim != 3:
+        raise ValueError(f"{volume_id}/{name}: expected a 3-D volume, got shape {src.shape}")
+    grid = dense_grid(src.spatial_shape, ev.stride, ev.receptive_field)
+    token = str(store.attrs(volume_id, name).get("token", ""))
+    path = f"{Store.image_path(volume_id, name)}/0"
+    chunks = tuple(tuple(min(tile, n - a) for a in range(0, n, tile)) for n in grid.shape)
+    ctx = dask.annotate(resources={"GPU": 1}) if gpu_resource else contextlib.nullcontext()
+    with ctx:
+        data = da.map_blocks(
+            _tile, str(store.path), path, token, model_dir, digest, grid, int(tile), window_range(src)[0],
+            chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
+            name=f"infer-{volume_id}-{token}-{digest[:12]}-{tile}",
+        )
+    meta = dict(src.meta, units="probability")
+    entry = {"stage": "infer", "model_dir": model_dir, "weights_sha256": digest, "input": name,
+             "stride": grid.stride, "offset_zyx": list(grid.offset), "receptive_field": grid.receptive_field}
+    return src.with_history(entry, data=data, affine=grid_volume_affine(src.affine, grid), meta=meta)
+
+
+def infer_params(model_dir: str | Path, *, name: str, tile: int) -> dict[str, Any]:
+    """What makes two ``infer`` outputs the same: the model (directory and weights digest),
+    the input output name and the tile size."""
+    return {"model_dir": str(Path(model_dir).resolve()), "weights_sha256": weights_digest(model_dir),
+            "input": name, "tile": int(tile)}
+
+
+def infer_store(store: Store, model_dir: str | Path, *, name: str = "iso", out_name: str = "prob",
+                tile: int = DEFAULT_TILE, force: bool = False, gpu_resource: bool = False,
+                out: TextIO | None = None, err: TextIO | None = None) -> BatchReport:
+    """Write the probability map of every volume with a complete ``name`` output to
+    ``out_name``, one Zarr chunk per tile, on the current dask scheduler. Volumes whose
+    ``out_name`` is complete with the same :func:`infer_params` are skipped (``force`` redoes
+    them); a failing volume is reported on ``err`` and the others go on."""
+    out = out or sys.stdout
+    params = infer_params(model_dir, name=name, tile=tile)
+    ids = store.volume_ids(name=name)
+    if not ids:
+        raise VoxelstreamError(f"{store.path}: no volume has a complete {name!r} output; run 'voxelstream preprocess' first")
+
+    def job(n: int, vid: str) -> Outcome:
+        if not force and store.is_complete(vid, out_name, params):
+            print(f"[{n}/{len(ids)}] {vid}\t(already done)", file=out, flush=True)
+            return Outcome(vid, "skipped")
+        prob = dense_probabilities(store, vid, model_dir, name=name, tile=tile, gpu_resource=gpu_resource)
+        # the dask chunks already are the Zarr chunks: one task reads, infers and writes a tile
+        with task_progress(f"infer {vid[-24:]}"):
+            store.write(prob, vid, out_name, chunks=tile, params=params,
+                        provenance={"stage": "infer", "input": name, "plugin": "voxelstream_nodules"})
+        shape = "x".join(map(str, prob.shape))
+        print(f"[{n}/{len(ids)}] {vid}\t{shape} at {prob.spacing[0]:g} mm", file=out, flush=True)
+        return Outcome(vid, "done", info={"shape": list(prob.shape)})
+
+    report = run_batch(((vid, functools.partial(job, n, vid)) for n, vid in enumerate(ids, 1)), err=err)
+    store.write_manifest("infer", {**params, "output": out_name, **report.as_record()})
+    return report
