@@ -69,7 +69,9 @@ def test_incomplete_output_is_not_served_and_rewrite_completes(tmp_path, monkeyp
     np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute())
 
 
-def test_each_write_task_writes_exactly_one_chunk(tmp_path, monkeypatch):
+def test_every_chunk_has_exactly_one_writer(tmp_path, monkeypatch):
+    import itertools
+
     import voxelstream.store.store as st
 
     regions = []
@@ -80,13 +82,27 @@ def test_each_write_task_writes_exactly_one_chunk(tmp_path, monkeypatch):
         return real(block, root, path, token, block_info=block_info)
 
     monkeypatch.setattr(st, "_write_chunk", spy)
+    monkeypatch.setattr(st, "WRITE_BLOCK_BYTES", 8 * 8 * 16 * 2)  # two chunks of int16 per task
     vol = sample_volume((20, 21, 22))
     vol = vol.replace(data=vol.data.rechunk((3, 7, 5)))  # misaligned on purpose
     vs.open_store(tmp_path / "s.zarr", create=True).write(vol, "v", chunks=8)
-    assert len(regions) == len(set(regions)) == 3 * 3 * 3
+    writers = {}
     for region in regions:
         for a, b in region:
-            assert a % 8 == 0 and (b - a == 8 or b in (20, 21, 22))
+            assert a % 8 == 0 and (b % 8 == 0 or b in (20, 21, 22))  # whole chunks only
+        for chunk in itertools.product(*(range(a // 8, -(-b // 8)) for a, b in region)):
+            writers[chunk] = writers.get(chunk, 0) + 1
+    assert len(writers) == 3 * 3 * 3 and set(writers.values()) == {1}
+    assert len(regions) < 27  # tasks span several chunks
+    np.testing.assert_array_equal(vs.open_store(tmp_path / "s.zarr").open("v").data.compute(), vol.data.compute())
+
+
+def test_write_blocks_grow_x_then_y_within_the_budget():
+    from voxelstream.store.store import _write_blocks
+
+    assert _write_blocks((64, 64, 64), (300, 512, 512), 2) == (64, 512, 512)  # 32 MiB plane slab
+    assert _write_blocks((64, 64, 64), (300, 512, 512), 4, budget=16 * 2**20) == (64, 128, 512)
+    assert _write_blocks((64, 64, 64), (300, 512, 512), 2, budget=1) == (64, 64, 64)  # never below one chunk
 
 
 @pytest.mark.parametrize("raw", ["../../etc/passwd", "/abs/path", "..", ".hidden", "a/b\\c", "x" * 500])
