@@ -24,6 +24,7 @@ import contextlib
 import functools
 import hashlib
 import math
+import os
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -54,8 +55,18 @@ __all__ = [
 DEFAULT_TILE = 24  # output grid points per tile edge: a 140^3 input window for R=48, s=4
 # Tiles evaluated at once per process. XLA already spreads one tile over every core; a
 # second concurrent tile only competes for them (measured in benchmarks/bench_infer.py), so
-# the other dask threads read and write Zarr while one tile computes.
+# the other dask threads read and write Zarr while one tile computes. The environment
+# variable VOXELSTREAM_INFER_TILES_AT_ONCE overrides it (e.g. for a GPU that wants more).
 DEFAULT_CONCURRENT_TILES = 1
+
+
+def tiles_at_once() -> int:
+    """How many tiles one process evaluates at the same time (see DEFAULT_CONCURRENT_TILES)."""
+    value = os.environ.get("VOXELSTREAM_INFER_TILES_AT_ONCE", "")
+    try:
+        return max(1, int(value)) if value else DEFAULT_CONCURRENT_TILES
+    except ValueError:
+        raise VoxelstreamError(f"VOXELSTREAM_INFER_TILES_AT_ONCE={value!r}: expected a whole number >= 1") from None
 
 
 def weights_digest(model_dir: str | Path) -> str:
@@ -107,7 +118,7 @@ def _build_evaluator(model_dir: str) -> Evaluator:
     def probs(state: Any, x: jax.Array) -> jax.Array:
         return jax.nn.sigmoid(nnx.merge(graphdef, state)(x))
 
-    limit = threading.Semaphore(DEFAULT_CONCURRENT_TILES)
+    limit = threading.Semaphore(tiles_at_once())
 
     def run(x: np.ndarray) -> np.ndarray:
         with limit:
