@@ -182,3 +182,13 @@ def test_cli_infer_and_its_errors(setup, tmp_path, capsys):
     with pytest.raises(VoxelstreamError, match="9.9"):
         _cli(SCORE, ["--store", str(store.path), "--model", str(model_dir), "--points", str(unknown),
                      "--out", str(tmp_path / "o.csv")])
+
+
+def test_gpu_resource_annotates_the_inference_tasks(setup):
+    from voxelstream_nodules.inference import dense_probabilities
+
+    store, model_dir, _, _ = setup
+    plain = dense_probabilities(store, "scan", model_dir, tile=5).data.__dask_graph__()
+    gpu = dense_probabilities(store, "scan", model_dir, tile=5, gpu_resource=True).data.__dask_graph__()
+    assert all(not (layer.annotations or {}).get("resources") for layer in plain.layers.values())
+    assert [layer.annotations["resources"] for layer in gpu.layers.values()] == [{"GPU": 1}]
