@@ -23,7 +23,7 @@ __all__ = ["CubesReport", "build_cubes", "window_range", "DEFAULT_CUBE_MM", "DEF
 
 DEFAULT_CUBE_MM = 48.0
 DEFAULT_NEGATIVES = 10
-MAX_NEGATIVE_ROUNDS = 8
+MAX_NEGATIVE_ROUNDS = 12
 DEFAULT_WINDOW = (0.0, 1.0)  # HU [-1000, 400] -> [0, 1], the reference preprocessing
 
 
@@ -78,7 +78,8 @@ def _negatives(
     for _ in range(MAX_NEGATIVE_ROUNDS):
         if len(centres) >= n:
             break
-        cand = rng.integers(0, shape, size=(max(4 * n, 16), 3))
+        # about half of a chest scan is body: draw twice what is missing, read only those
+        cand = rng.integers(0, shape, size=(max(2 * (n - len(centres)), 8), 3))
         cand = cand[clear_of_findings(cand, findings[0], findings[1], volume.spacing, cube_mm)]
         got = read_cubes(store, vid, name, cand, edge, pad_value=window[0])
         for c, cube in zip(cand, got):
