@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from test_nodule_support import hand_cube, phantom_volume, sitk_centre_zyx, sitk_image, store_with
+import voxelstream
 from voxelstream.cli.main import main
 from voxelstream.errors import ReadError
 from voxelstream_nodules.annotations import read_annotations
@@ -211,3 +212,26 @@ def test_cli_cubes_end_to_end(dataset, capsys):
     assert len(cs) == 3 + 3 + 6
     header = (tmp / "cli.zarr" / "index.csv").read_text().splitlines()[0]
     assert header == "series_uid,label,kind,world_x,world_y,world_z"
+
+
+def test_cli_pipeline_on_project_phantoms(tmp_path, capsys):
+    """phantoms -> ingest -> preprocess -> cubes, positives checked with SimpleITK on the
+    preprocessed volumes."""
+    scans, store_path, cubes = tmp_path / "scans", tmp_path / "s.zarr", tmp_path / "cubes.zarr"
+    assert main(["phantoms", "--out", str(scans), "--n", "2", "--seed", "4"]) == 0
+    assert main(["ingest", str(scans), "--store", str(store_path)]) == 0
+    assert main(["preprocess", "--store", str(store_path)]) == 0
+    assert main(["cubes", "--store", str(store_path), "--annotations", str(scans / "annotations.csv"),
+                 "--excluded", str(scans / "annotations_excluded.csv"), "--out", str(cubes),
+                 "--negatives-per-volume", "2", "--seed", "0"]) == 0
+    capsys.readouterr()
+    rows = read_annotations(scans / "annotations.csv")
+    cs = CubeSet.open(cubes)
+    assert cs.cube_shape == (48, 48, 48)
+    store = voxelstream.open_store(store_path)
+    positives = [(i, r) for i, r in enumerate(cs.records()) if r.kind == "positive"]
+    assert len(positives) == len(rows)
+    for i, r in positives:
+        vol = store.open(r.series_uid, "iso")
+        centre = sitk_centre_zyx(sitk_image(vol), (r.world_x, r.world_y, r.world_z))
+        np.testing.assert_array_equal(cs.read([i])[0], hand_cube(np.asarray(vol.data), centre, (48,) * 3, 0.0))
