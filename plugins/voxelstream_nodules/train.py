@@ -129,18 +129,21 @@ def _plot_curves(metrics: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     ep = [m["epoch"] for m in metrics]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(ep, [m["train_loss"] for m in metrics], label="train loss")
-    ax.plot(ep, [m["val_loss"] for m in metrics], label="validation loss")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("weighted BCE")
-    ax2 = ax.twinx()
-    ax2.plot(ep, [m["val_auc"] for m in metrics], color="tab:green", linestyle="--", label="validation AUC")
-    ax2.set_ylabel("AUC")
-    ax2.set_ylim(0, 1.02)
-    fig.legend(loc="upper right")
+    best = min(metrics, key=lambda m: m["val_loss"])["epoch"]
+    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
+    loss_ax.plot(ep, [m["train_loss"] for m in metrics], marker=".", label="train")
+    loss_ax.plot(ep, [m["val_loss"] for m in metrics], marker=".", label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="weighted binary cross-entropy", title="loss")
+    loss_ax.legend(title="dotted: kept epoch", fontsize="small", title_fontsize="small")
+    auc_ax.plot(ep, [m["val_auc"] for m in metrics], marker=".", color="tab:green")
+    auc_ax.set(xlabel="epoch", ylabel="AUC", title="validation AUC", ylim=(0, 1.02))
+    for ax in (loss_ax, auc_ax):
+        ax.axvline(best, color="grey", linestyle=":")  # the epoch whose model is kept
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
