@@ -56,13 +56,18 @@ def _train(cubes, out, seed):
                  "--val-fraction", "0.25", "--seed", str(seed), "--channels", "4,8"])
 
 
-def test_train_writes_model_split_metrics_and_is_deterministic(tmp_path, capsys):
-    _toy_cubes(tmp_path / "cubes.zarr")
-    assert _train(tmp_path / "cubes.zarr", tmp_path / "a", seed=3) == 0
-    assert _train(tmp_path / "cubes.zarr", tmp_path / "b", seed=3) == 0
-    out = capsys.readouterr().out
-    assert "epoch 1:" in out and "epoch 2:" in out
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Two runs with the same seed on one toy cube set."""
+    tmp = tmp_path_factory.mktemp("train")
+    _toy_cubes(tmp / "cubes.zarr")
+    assert _train(tmp / "cubes.zarr", tmp / "a", seed=3) == 0
+    assert _train(tmp / "cubes.zarr", tmp / "b", seed=3) == 0
+    return tmp
 
+
+def test_train_writes_model_split_metrics_and_is_deterministic(trained):
+    tmp_path = trained
     split = json.loads((tmp_path / "a" / "split.json").read_text())
     assert not set(split["train"]) & set(split["val"]) and len(split["val"]) == 2
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
@@ -83,9 +88,12 @@ def test_train_writes_model_split_metrics_and_is_deterministic(tmp_path, capsys)
     assert doc["model"] == "nodule-vgg3d" and doc["config"]["cube"] == EDGE
 
 
-def test_train_init_continues_from_a_model(tmp_path):
-    _toy_cubes(tmp_path / "cubes.zarr")
-    assert _train(tmp_path / "cubes.zarr", tmp_path / "a", seed=1) == 0
-    rc = main(["train", "--cubes", str(tmp_path / "cubes.zarr"), "--out", str(tmp_path / "c"), "--epochs", "1",
-               "--batch-size", "8", "--val-fraction", "0.25", "--init", str(tmp_path / "a")])
-    assert rc == 0 and (tmp_path / "c" / "weights.npz").exists()
+def test_train_init_continues_from_a_model(trained, capsys):
+    rc = main(["train", "--cubes", str(trained / "cubes.zarr"), "--out", str(trained / "c"), "--epochs", "1",
+               "--batch-size", "8", "--val-fraction", "0.25", "--seed", "3", "--init", str(trained / "a")])
+    out = capsys.readouterr().out
+    assert rc == 0 and "epoch 1:" in out and "val AUC" in out
+    first = json.loads((trained / "a" / "metrics.json").read_text())[0]
+    resumed = json.loads((trained / "c" / "metrics.json").read_text())[0]
+    # starting from trained weights, the first epoch does not start from scratch
+    assert resumed["train_loss"] != first["train_loss"]
