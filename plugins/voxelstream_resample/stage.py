@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
@@ -53,26 +54,36 @@ def axis_order(ratios: Sequence[float]) -> tuple[int, ...]:
     return tuple(sorted(range(len(ratios)), key=lambda a: (-ratios[a], a)))
 
 
-def _resample_region(
-    pieces: list[np.ndarray],
-    placements: list[tuple[slice, ...]],
-    region_shape: tuple[int, ...],
-    region_lo: tuple[int, ...],
-    out_ranges: tuple[tuple[int, int], ...],
-    ratios: tuple[float, ...],
-    in_shape: tuple[int, ...],
-    order: int,
-    axes: tuple[int, ...],
-    lead: int,
-) -> np.ndarray:
-    """One output chunk: assemble the input region from its pieces, then interpolate."""
+@dataclass(frozen=True)
+class _ChunkPlan:
+    """What one output-chunk task needs besides its input blocks.
+
+    One opaque object per task: dask does not walk it looking for keys, which keeps graph
+    construction cheap for volumes of thousands of chunks.
+    """
+
+    inner: tuple[tuple[slice, ...], ...]  # per input block: the part the stencil needs
+    where: tuple[tuple[slice, ...], ...]  # per input block: where that part goes in the region
+    region_shape: tuple[int, ...]
+    region_lo: tuple[int, ...]  # global input index of the region's first voxel, per axis
+    out_ranges: tuple[tuple[int, int], ...]  # global output index range, per axis
+    ratios: tuple[float, ...]
+    in_shape: tuple[int, ...]
+    order: int
+    axes: tuple[int, ...]
+    lead: int
+
+
+def _resample_chunk(blocks: list[np.ndarray], plan: _ChunkPlan) -> np.ndarray:
+    """One output chunk: assemble the input region from its blocks, then interpolate."""
     # interpolating orders work in float32: converting while assembling costs no extra pass
-    region = np.empty(region_shape, dtype=pieces[0].dtype if order == 0 else _COMPUTE_DTYPE)
-    for piece, where in zip(pieces, placements):
-        region[where] = piece
-    for a in axes:
-        taps = axis_taps(*out_ranges[a], ratios[a], in_shape[a], order)
-        region = apply_taps(region, lead + a, taps, region_lo[a], _COMPUTE_DTYPE)
+    dtype = blocks[0].dtype if plan.order == 0 else _COMPUTE_DTYPE
+    region = np.empty(plan.region_shape, dtype=dtype)
+    for block, inner, where in zip(blocks, plan.inner, plan.where):
+        region[where] = block[inner]
+    for a in plan.axes:
+        taps = axis_taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], plan.order)
+        region = apply_taps(region, plan.lead + a, taps, plan.region_lo[a], _COMPUTE_DTYPE)
     return region
 
 
@@ -80,65 +91,56 @@ def _cuts(chunks: tuple[int, ...]) -> np.ndarray:
     return np.concatenate([[0], np.cumsum(chunks)])
 
 
-def _region_graph(
-    data: da.Array,
-    out_chunks: tuple[tuple[int, ...], ...],
-    ratios: tuple[float, ...],
-    order: int,
-    name: str,
-) -> dict:
+def _axis_spans(in_chunks: tuple[int, ...], out_chunks: tuple[int, ...], ratio: float, n_in: int, order: int) -> list:
+    """Per output block along one axis: ``((j0, j1), lo, [(input block, inner, where)...])``
+    where ``[lo, hi)`` is the input index range its stencil needs."""
+    in_cuts, out_cuts = _cuts(in_chunks), _cuts(out_chunks)
+    spans = []
+    for b in range(len(out_chunks)):
+        j0, j1 = int(out_cuts[b]), int(out_cuts[b + 1])
+        taps = axis_taps(j0, j1, ratio, n_in, order)
+        first = int(np.searchsorted(in_cuts, taps.lo, side="right")) - 1
+        last = int(np.searchsorted(in_cuts, taps.hi - 1, side="right")) - 1
+        pieces = []
+        for i in range(first, last + 1):
+            c0, c1 = int(in_cuts[i]), int(in_cuts[i + 1])
+            lo, hi = max(c0, taps.lo), min(c1, taps.hi)
+            pieces.append((i, slice(lo - c0, hi - c0), slice(lo - taps.lo, hi - taps.lo)))
+        spans.append(((j0, j1), taps.lo, taps.hi - taps.lo, pieces))
+    return spans
+
+
+def _chunk_graph(data: da.Array, out_chunks: tuple[tuple[int, ...], ...], ratios: tuple[float, ...],
+                 order: int, name: str) -> dict:
     """One task per output chunk, depending only on the input chunks it touches."""
     lead = data.ndim - 3
-    in_shape = data.shape[lead:]
-    in_cuts = [_cuts(c) for c in data.chunks[lead:]]
-    out_cuts = [_cuts(c) for c in out_chunks]
+    in_shape = tuple(data.shape[lead:])
+    per_axis = [_axis_spans(data.chunks[lead + a], out_chunks[a], ratios[a], in_shape[a], order) for a in range(3)]
     axes = axis_order(ratios)
-    # per axis and output block: the input index range [lo, hi) the stencil needs
-    needs = []
-    for a in range(3):
-        per_block = []
-        for b in range(len(out_chunks[a])):
-            j0, j1 = int(out_cuts[a][b]), int(out_cuts[a][b + 1])
-            taps = axis_taps(j0, j1, ratios[a], in_shape[a], order)
-            first = int(np.searchsorted(in_cuts[a], taps.lo, side="right")) - 1
-            last = int(np.searchsorted(in_cuts[a], taps.hi - 1, side="right")) - 1
-            per_block.append(((j0, j1), (taps.lo, taps.hi), range(first, last + 1)))
-        needs.append(per_block)
     lead_key = (0,) * lead
     lead_slices = (slice(None),) * lead
     graph: dict = {}
     for blk in product(*(range(len(c)) for c in out_chunks)):
-        spans = [needs[a][blk[a]] for a in range(3)]
-        region_lo = tuple(s[1][0] for s in spans)
-        region_shape = data.shape[:lead] + tuple(s[1][1] - s[1][0] for s in spans)
-        keys, placements = [], []
-        for src in product(*(s[2] for s in spans)):
-            inner, where = [], []
-            for a, i in enumerate(src):
-                c0, c1 = in_cuts[a][i], in_cuts[a][i + 1]
-                lo, hi = max(c0, spans[a][1][0]), min(c1, spans[a][1][1])
-                inner.append(slice(int(lo - c0), int(hi - c0)))
-                where.append(slice(int(lo - region_lo[a]), int(hi - region_lo[a])))
-            keys.append((_getitem, (data.name, *lead_key, *src), lead_slices + tuple(inner)))
-            placements.append(lead_slices + tuple(where))
-        graph[(name, *lead_key, *blk)] = (
-            _resample_region,
-            keys,
-            placements,
-            region_shape,
-            region_lo,
-            tuple(s[0] for s in spans),
-            ratios,
-            in_shape,
-            order,
-            axes,
-            lead,
+        spans = [per_axis[a][blk[a]] for a in range(3)]
+        keys, inner, where = [], [], []
+        for pz, py, px in product(*(s[3] for s in spans)):
+            keys.append((data.name, *lead_key, pz[0], py[0], px[0]))
+            inner.append(lead_slices + (pz[1], py[1], px[1]))
+            where.append(lead_slices + (pz[2], py[2], px[2]))
+        plan = _ChunkPlan(
+            inner=tuple(inner),
+            where=tuple(where),
+            region_shape=tuple(data.shape[:lead]) + tuple(s[2] for s in spans),
+            region_lo=tuple(s[1] for s in spans),
+            out_ranges=tuple(s[0] for s in spans),
+            ratios=ratios,
+            in_shape=in_shape,
+            order=order,
+            axes=axes,
+            lead=lead,
         )
+        graph[(name, *lead_key, *blk)] = (_resample_chunk, keys, plan)
     return graph
-
-
-def _getitem(block: np.ndarray, index: tuple[slice, ...]) -> np.ndarray:
-    return block[index]
 
 
 def resample(
@@ -179,7 +181,7 @@ def resample(
     ratios = tuple(b / a for a, b in zip(in_spacing, out_spacing))
     out_dtype = data.dtype if order == 0 else _COMPUTE_DTYPE
     name = "resample-" + tokenize(data.name, ratios, order, out_chunks)
-    graph = _region_graph(data, out_chunks, ratios, order, name)
+    graph = _chunk_graph(data, out_chunks, ratios, order, name)
     hlg = HighLevelGraph.from_collections(name, graph, dependencies=[data])
     out = da.Array(hlg, name, data.chunks[:lead] + out_chunks, dtype=out_dtype)
     return volume.replace(data=out, affine=geometry.resampled_affine(volume.affine, out_spacing))
