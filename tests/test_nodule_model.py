@@ -60,3 +60,17 @@ def test_save_and_load_model_by_name(tmp_path):
     fresh = build(cfg, seed=4)
     fresh.eval()
     assert not np.array_equal(np.asarray(apply(fresh, x)), np.asarray(apply(model, x)))
+
+
+def test_load_model_errors_name_the_problem(tmp_path):
+    with pytest.raises(voxelstream.VoxelstreamError, match="model.json: missing"):
+        voxelstream.load_model(tmp_path)
+    (tmp_path / "model.json").write_text('{"model": "no-such-model", "config": {}}')
+    with pytest.raises(voxelstream.UnknownNameError, match="no-such-model"):
+        voxelstream.load_model(tmp_path)
+    cfg = NetConfig(cube=16, channels=(4, 8), head_channels=8)
+    save_model(tmp_path, MODEL_NAME, cfg.to_dict(), build(cfg))
+    (tmp_path / "model.json").write_text(
+        '{"model": "%s", "config": {"cube": 16, "channels": [4, 8], "head_channels": 4}}' % MODEL_NAME)
+    with pytest.raises(voxelstream.VoxelstreamError, match="has shape"):
+        voxelstream.load_model(tmp_path)

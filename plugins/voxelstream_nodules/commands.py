@@ -62,9 +62,11 @@ CUBES = CommandSpec(
         "Cut cubes from every volume of --store with a complete --name output (default iso):\n"
         "one positive centred at each annotation (centre voxel = rint(world_to_index(world)),\n"
         "padded with the window minimum past the border), --augment K shifted/flipped/turned\n"
-        "copies of each, and --negatives-per-volume N negatives inside the body whose cubes\n"
-        "overlap no annotated (or --excluded) finding. Writes a Zarr group: cubes (N, D, H, W),\n"
-        "labels (N,) and index.csv. The same --seed gives the same cubes."
+        "copies of each, and --negatives-per-volume N negatives whose cubes overlap no annotated\n"
+        "(or --excluded) finding and whose centre is inside the body (the centre voxel and half of\n"
+        "the cube's middle are above air, i.e. above -930 HU for the lung window).\n"
+        "Writes a Zarr group: cubes (N, D, H, W), labels (N,) and index.csv. The same --seed gives\n"
+        "the same cubes."
     ),
     add_arguments=_cubes_arguments,
     run=_cubes_run,
