@@ -229,9 +229,9 @@ def test_volume_is_lazy_and_streamed_in_slabs(tmp_path, monkeypatch):
     calls: list[str] = []
     real = pixels.read_slice
 
-    def counting(path, rows, cols):
+    def counting(path, rows, cols, layout=None):
         calls.append(path)
-        return real(path, rows, cols)
+        return real(path, rows, cols, layout)
 
     monkeypatch.setattr(pixels, "read_slice", counting)
     (src,) = [s for s in voxelstream.discover([tmp_path / "s"]) if isinstance(s, Source)]
@@ -401,6 +401,124 @@ def test_dicom_magic_claims_files_without_suffix(tmp_path):
     for p in paths:
         p.rename(p.with_suffix(""))
     assert voxelstream.read(tmp_path / "s").shape == (3, 4, 4)
+
+
+# -- fast paths: headers parsed from bytes, native pixels read directly; pydicom is the reference --
+
+
+def _resave(path: Path, change) -> None:
+    ds = pydicom.dcmread(path)
+    change(ds)
+    ds.save_as(path, enforce_file_format=True)
+
+
+def _nested_sequences(ds: Dataset) -> None:
+    """Sequences of undefined and defined length, nested, before the wanted elements, and a private tag."""
+    inner = Dataset()
+    inner.CodeValue = "X1"
+    item = Dataset()
+    item.ReferencedSOPInstanceUID = "1.2.3.4.5"
+    item.ConceptNameCodeSequence = [inner]
+    item.is_undefined_length_sequence_item = True
+    ds.ReferencedImageSequence = [item]
+    ds["ReferencedImageSequence"].is_undefined_length = True
+    other = Dataset()
+    other.CodeMeaning = "defined length"
+    ds.AnatomicRegionSequence = [other]
+    ds.add_new(0x00091010, "LO", "private value")
+
+
+def _pydicom_scan(paths: Sequence[Path], monkeypatch, keep_phi: bool = False) -> list:
+    from voxelstream_dicom import headers
+
+    with monkeypatch.context() as m:
+        m.setattr(headers, "_scan_plain", lambda path: None)
+        return [headers.scan_file(p, keep_phi=keep_phi) for p in paths]
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])
+def test_fast_header_scan_equals_pydicom(tmp_path, monkeypatch, syntax):
+    from voxelstream_dicom import headers
+
+    _, paths = write_series(tmp_path / "s", ramp((4, 6, 5)), slopes=[1, 2, 1, 1], intercepts=[-1024, 0, 5, -1])
+
+    def change(ds: Dataset) -> None:
+        ds.file_meta.TransferSyntaxUID = syntax
+        _nested_sequences(ds)
+
+    for p in paths:
+        _resave(p, change)
+    _resave(paths[1], lambda ds: setattr(ds, "SliceThickness", None))  # empty values
+    _resave(paths[2], lambda ds: setattr(ds, "InstanceNumber", None))
+    assert all(headers._scan_plain(p) is not None for p in paths)  # the fast path took them all
+    fast = [headers.scan_file(p) for p in paths]
+    assert fast == _pydicom_scan(paths, monkeypatch)
+    assert fast[1].slice_thickness is None and fast[2].instance_number is None
+    assert all(h.pixel_layout is not None for h in fast)
+
+
+def test_files_the_fast_scan_leaves_to_pydicom_read_as_before(tmp_path, monkeypatch):
+    from voxelstream_dicom import headers
+
+    _, paths = write_series(tmp_path / "s", ramp((3, 4, 4)))
+
+    def non_ascii(ds: Dataset) -> None:
+        ds.SpecificCharacterSet = "ISO_IR 100"
+        ds.Manufacturer = "Müller Medizintechnik"
+
+    _resave(paths[0], non_ascii)
+    _resave(paths[1], lambda ds: setattr(ds, "NumberOfFrames", "1.0"))  # IS written as a decimal
+    ds = pydicom.dcmread(paths[2])
+    ds.preamble = None
+    ds.save_as(paths[2], enforce_file_format=False)  # no preamble, no 'DICM'
+    assert [headers._scan_plain(p) for p in paths] == [None, None, None]
+    assert [headers.scan_file(p) for p in paths] == _pydicom_scan(paths, monkeypatch)
+    assert headers.scan_file(paths[0]).manufacturer == "Müller Medizintechnik"
+    assert voxelstream.read(tmp_path / "s").shape == (3, 4, 4)
+
+
+@pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])
+@pytest.mark.parametrize("signed,bits", [(True, 12), (False, 12), (True, 16), (False, 16)])
+def test_native_pixels_equal_pydicom_and_the_stored_bits(tmp_path, monkeypatch, syntax, signed, bits):
+    """Values with junk in the unused high bits: pydicom masks/sign-extends them, and so must we."""
+    rng = np.random.default_rng(bits + signed)
+    shape = (3, 7, 9)
+    if signed:
+        values = rng.integers(-(2 ** (bits - 1)), 2 ** (bits - 1), size=shape)
+    else:
+        values = rng.integers(0, 2**bits, size=shape)
+    junk = rng.integers(0, 2 ** (16 - bits), size=shape) << bits if bits < 16 else 0
+    raw = ((values & (2**bits - 1)) | junk).astype(np.uint16)
+    stored = raw.view(np.int16) if signed else raw
+    _, paths = write_series(tmp_path / "s", stored, bits_stored=bits, intercepts=[-1024.0] * 3)
+    for p in paths:
+        _resave(p, lambda ds: setattr(ds.file_meta, "TransferSyntaxUID", syntax))
+    expected = np.clip(values - 1024, -32768, 32767)  # HU as int16, saturating (see series.output_dtype)
+    reference = np.stack([pydicom.dcmread(p).pixel_array.astype(np.int32) - 1024 for p in paths])
+    assert np.array_equal(np.clip(reference, -32768, 32767), expected)  # the hand computation agrees with pydicom
+    (src,) = voxelstream.discover([tmp_path / "s"])
+    vol = src.open()
+
+    def no_pydicom(*args, **kwargs):
+        raise AssertionError("pixel data decoded by pydicom, not read natively")
+
+    monkeypatch.setattr(pydicom, "dcmread", no_pydicom)
+    assert np.array_equal(vol.data.compute(), expected)
+
+
+def test_native_read_notices_a_file_rewritten_after_the_scan(tmp_path):
+    stored = ramp((3, 6, 5))
+    _, paths = write_series(tmp_path / "s", stored)
+    vol = voxelstream.read(tmp_path / "s")
+    changed = stored[1] + 7
+
+    def rewrite(ds: Dataset) -> None:
+        ds.StudyDescription = "a longer header moves the pixel data " * 3
+        ds.PixelData = changed.tobytes()
+
+    _resave(paths[1], rewrite)
+    got = vol.data.compute()
+    assert np.array_equal(got[1], changed - 1024) and np.array_equal(got[[0, 2]], stored[[0, 2]] - 1024)
 
 
 # -- CLI ingest: PHI and failure reporting ----------------------------------------------------

@@ -1,23 +1,27 @@
 """Header-only scan of DICOM files: what each slice says about itself, no pixel data read.
 
-:func:`scan_file` reads one file with ``stop_before_pixels=True`` and returns a plain
-:class:`SliceHeader` (or ``None`` for a DICOM object that is not an image, e.g. a DICOMDIR
-or a structured report). Problems a user can fix raise :class:`HeaderError` naming the file.
+:func:`scan_file` parses plain little-endian files straight from their bytes
+(:mod:`.rawheader`) and reads the others with pydicom (``stop_before_pixels=True``); either
+way it returns a plain :class:`SliceHeader` (or ``None`` for a DICOM object that is not an
+image, e.g. a DICOMDIR or a structured report). Problems a user can fix raise :class:`HeaderError` naming the file.
 :func:`group_by_series` groups headers by SeriesInstanceUID.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+import struct
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydicom
 from pydicom.errors import InvalidDicomError
 
-__all__ = ["HeaderError", "SliceHeader", "claims", "scan_file", "group_by_series", "PHI_KEYWORDS"]
+from .rawheader import EXPLICIT_LE, IMPLICIT_LE, PIXEL_DATA, read_plain
+
+__all__ = ["HeaderError", "PixelLayout", "SliceHeader", "claims", "scan_file", "group_by_series", "PHI_KEYWORDS"]
 
 SUFFIXES = (".dcm", ".dicom", ".ima")
 
@@ -60,6 +64,19 @@ class HeaderError(Exception):
         self.series_uid = series_uid
 
 
+class PixelLayout(NamedTuple):
+    """Where a native (uncompressed little-endian, 16-bit) slice's pixels are in its file.
+
+    ``element_head`` is the Pixel Data element's header as scanned (tag, VR, length): the
+    reader checks it is still there before trusting ``element_offset``.
+    """
+
+    element_offset: int
+    element_head: bytes
+    dtype: str  # '<u2' or '<i2'
+    bits_stored: int
+
+
 @dataclass(frozen=True)
 class SliceHeader:
     """What one single-frame image file says about itself (plain data only)."""
@@ -82,6 +99,7 @@ class SliceHeader:
     slice_thickness: float | None = None
     instance_number: int | None = None
     phi: dict[str, Any] = field(default_factory=dict)
+    pixel_layout: PixelLayout | None = None  # None: decode with pydicom
 
 
 def claims(path: Path) -> bool:
@@ -97,8 +115,9 @@ def claims(path: Path) -> bool:
     return len(head) == 132 and head[128:132] == b"DICM"
 
 
-def _read_header(path: Path) -> tuple[pydicom.Dataset, int]:
-    """The dataset up to (not including) its pixel data, and the file offset reached."""
+def _read_header(path: Path) -> tuple[pydicom.Dataset, int, bytes]:
+    """The dataset up to (not including) its pixel data, the file offset reached and the
+    (up to) 12 bytes there."""
     with open(path, "rb") as fh:
         try:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
@@ -115,11 +134,15 @@ def _read_header(path: Path) -> tuple[pydicom.Dataset, int]:
         except Exception as exc:  # pydicom raises many kinds on damaged headers
             raise HeaderError(path, f"damaged DICOM header ({type(exc).__name__}: {exc}); "
                               "re-export or remove the file") from None
-        return ds, fh.tell()
+        offset = fh.tell()
+        return ds, offset, fh.read(12)
 
 
-def _floats(ds: pydicom.Dataset, keyword: str, n: int, path: Path) -> tuple[float, ...]:
-    value = ds.get(keyword)
+Getter = Callable[..., Any]  # ds.get, or dict.get over the fast path's values
+
+
+def _floats(get: Getter, keyword: str, n: int, path: Path) -> tuple[float, ...]:
+    value = get(keyword)
     try:
         out = tuple(float(v) for v in value)  # type: ignore[union-attr]
     except (TypeError, ValueError):
@@ -127,13 +150,13 @@ def _floats(ds: pydicom.Dataset, keyword: str, n: int, path: Path) -> tuple[floa
     if len(out) != n:
         raise HeaderError(path, f"{keyword} is missing or malformed ({value!r}); a volume needs it "
                           "for geometry (is this a localizer or a secondary capture?)",
-                          str(ds.get("SeriesInstanceUID", "")) or None)
+                          str(get("SeriesInstanceUID", "")) or None)
     return out
 
 
-def _optional_float(ds: pydicom.Dataset, keyword: str) -> float | None:
+def _optional_float(get: Getter, keyword: str) -> float | None:
     try:
-        value = ds.get(keyword)
+        value = get(keyword)
         return None if value in (None, "") else float(value)
     except (TypeError, ValueError):
         return None
@@ -170,7 +193,7 @@ def _check_decoder(ds: pydicom.Dataset, path: Path, uid: str) -> str:
     return str(ts)
 
 
-def _check_complete(ds: pydicom.Dataset, path: Path, offset: int, uid: str, ts: str) -> None:
+def _check_complete(get: Getter, path: Path, offset: int, uid: str, ts: str) -> None:
     """Raise if the file ends before its pixel data does (an interrupted copy)."""
     if pydicom.uid.UID(ts).is_deflated:
         return  # offsets count inflated bytes: nothing to compare with the file size
@@ -180,60 +203,113 @@ def _check_complete(ds: pydicom.Dataset, path: Path, offset: int, uid: str, ts: 
                           "copy it again or remove it", uid)
     if pydicom.uid.UID(ts).is_compressed:
         return  # encapsulated data has no length to check cheaply; decoding will tell
-    expected = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) * int(ds.BitsAllocated) // 8
+    expected = int(get("Rows")) * int(get("Columns")) * int(get("SamplesPerPixel", 1)) * int(get("BitsAllocated")) // 8
     header = 12 if pydicom.uid.UID(ts) != pydicom.uid.ImplicitVRLittleEndian else 8
     if size - offset < expected + header:
         raise HeaderError(path, f"pixel data is truncated ({size - offset - header} of {expected} bytes present); "
                           "copy the file again or remove it", uid)
 
 
+def _pixel_layout(get: Getter, ts: str, offset: int, head: bytes) -> PixelLayout | None:
+    """The layout of native 16-bit little-endian pixel data, after checking that the Pixel
+    Data element really starts at ``offset`` with enough bytes; ``None``: use pydicom."""
+    if ts not in (EXPLICIT_LE, IMPLICIT_LE) or get("BitsAllocated") != 16 or len(head) < 12:
+        return None
+    representation, stored = get("PixelRepresentation"), get("BitsStored")
+    if representation not in (0, 1) or not isinstance(stored, int) or not 1 <= stored <= 16:
+        return None  # pydicom decides what such files mean
+    group, elem = struct.unpack_from("<HH", head)
+    if (group << 16 | elem) != PIXEL_DATA:
+        return None
+    if ts == EXPLICIT_LE:
+        if head[4:6] not in (b"OW", b"OB"):
+            return None
+        length, head = struct.unpack_from("<I", head, 8)[0], head[:12]
+    else:
+        length, head = struct.unpack_from("<I", head, 4)[0], head[:8]
+    if length == 0xFFFFFFFF or length < int(get("Rows")) * int(get("Columns")) * 2:
+        return None
+    return PixelLayout(offset, head, "<i2" if representation else "<u2", stored)
+
+
+def _slice_header(
+    get: Getter, path: Path, offset: int, head: bytes, transfer_syntax: Callable[[str], str], keep_phi: bool,
+    phi: Callable[[], dict[str, Any]],
+) -> SliceHeader:
+    """Check an image header's values (read by pydicom or by the fast path) and keep them.
+
+    ``transfer_syntax(uid)`` returns the syntax after checking it can be decoded.
+    """
+    uid = str(get("SeriesInstanceUID", "")).strip()
+    if not uid:
+        raise HeaderError(path, "image has no SeriesInstanceUID, so it cannot be grouped into a series; "
+                          "fix the header or remove the file")
+    frames = int(get("NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise HeaderError(path, f"multi-frame image ({frames} frames, e.g. Enhanced CT) is not supported yet; "
+                          "convert it to single-frame files (e.g. dcmtk's or highdicom's legacy converters)", uid)
+    if int(get("SamplesPerPixel", 1)) != 1:
+        raise HeaderError(path, "colour image (SamplesPerPixel > 1) is not a volume slice this reader supports", uid)
+    ts = transfer_syntax(uid)
+    _check_complete(get, path, offset, uid, ts)
+    spacing = _floats(get, "PixelSpacing", 2, path)
+    instance = get("InstanceNumber")
+    return SliceHeader(
+        path=str(path),
+        series_uid=uid,
+        rows=int(get("Rows")),
+        cols=int(get("Columns")),
+        orientation=_floats(get, "ImageOrientationPatient", 6, path),
+        position=_floats(get, "ImagePositionPatient", 3, path),  # type: ignore[arg-type]
+        pixel_spacing=(spacing[0], spacing[1]),
+        slope=_optional_float(get, "RescaleSlope") or 1.0,
+        intercept=_optional_float(get, "RescaleIntercept") or 0.0,
+        bits_stored=int(get("BitsStored", get("BitsAllocated", 16))),
+        pixel_representation=int(get("PixelRepresentation", 0)),
+        transfer_syntax=ts,
+        modality=str(get("Modality", "")),
+        manufacturer=str(get("Manufacturer", "")),
+        rescale_type=str(get("RescaleType", "")),
+        slice_thickness=_optional_float(get, "SliceThickness"),
+        instance_number=int(instance) if instance not in (None, "") else None,
+        phi=phi() if keep_phi else {},
+        pixel_layout=_pixel_layout(get, ts, offset, head),
+    )
+
+
+def _scan_plain(path: Path) -> SliceHeader | None:
+    """The fast path (:mod:`.rawheader`); ``None`` when the file needs pydicom."""
+    plain = read_plain(str(path))
+    if plain is None or plain.values.get("Rows") is None:
+        return None
+    try:
+        return _slice_header(plain.values.get, path, plain.pixel_element_offset, plain.pixel_element_head,
+                             lambda uid: plain.transfer_syntax, False, dict)
+    except Exception:  # any problem: pydicom reads the file again and reports it exactly as before
+        return None
+
+
 def scan_file(path: Path, keep_phi: bool = False) -> SliceHeader | None:
     """Read one file's header; ``None`` for DICOM objects that are not images.
 
     Raises :class:`HeaderError` for files that are not DICOM, truncated, multi-frame,
-    not single-channel, compressed without a decoder, or lacking geometry.
+    not single-channel, compressed without a decoder, or lacking geometry. Plain
+    little-endian files are parsed directly (:mod:`.rawheader`), others by pydicom; PHI is
+    always read by pydicom (it needs the character sets).
     """
-    ds, offset = _read_header(path)
+    if not keep_phi:
+        fast = _scan_plain(path)
+        if fast is not None:
+            return fast
+    ds, offset, head = _read_header(path)
     if "Rows" not in ds:
         sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "")))
         if "Image Storage" in sop_class.name and offset >= os.path.getsize(path):
             raise HeaderError(path, f"{sop_class.name} file ends inside its header: truncated "
                               "(interrupted copy?); copy it again or remove it")
         return None  # a DICOMDIR, report, presentation state...: not a slice
-    uid = str(ds.get("SeriesInstanceUID", "")).strip()
-    if not uid:
-        raise HeaderError(path, "image has no SeriesInstanceUID, so it cannot be grouped into a series; "
-                          "fix the header or remove the file")
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise HeaderError(path, f"multi-frame image ({frames} frames, e.g. Enhanced CT) is not supported yet; "
-                          "convert it to single-frame files (e.g. dcmtk's or highdicom's legacy converters)", uid)
-    if int(ds.get("SamplesPerPixel", 1)) != 1:
-        raise HeaderError(path, "colour image (SamplesPerPixel > 1) is not a volume slice this reader supports", uid)
-    ts = _check_decoder(ds, path, uid)
-    _check_complete(ds, path, offset, uid, ts)
-    spacing = _floats(ds, "PixelSpacing", 2, path)
-    instance = ds.get("InstanceNumber")
-    return SliceHeader(
-        path=str(path),
-        series_uid=uid,
-        rows=int(ds.Rows),
-        cols=int(ds.Columns),
-        orientation=_floats(ds, "ImageOrientationPatient", 6, path),
-        position=_floats(ds, "ImagePositionPatient", 3, path),  # type: ignore[arg-type]
-        pixel_spacing=(spacing[0], spacing[1]),
-        slope=_optional_float(ds, "RescaleSlope") or 1.0,
-        intercept=_optional_float(ds, "RescaleIntercept") or 0.0,
-        bits_stored=int(ds.get("BitsStored", ds.get("BitsAllocated", 16))),
-        pixel_representation=int(ds.get("PixelRepresentation", 0)),
-        transfer_syntax=ts,
-        modality=str(ds.get("Modality", "")),
-        manufacturer=str(ds.get("Manufacturer", "")),
-        rescale_type=str(ds.get("RescaleType", "")),
-        slice_thickness=_optional_float(ds, "SliceThickness"),
-        instance_number=int(instance) if instance not in (None, "") else None,
-        phi=_phi(ds) if keep_phi else {},
-    )
+    return _slice_header(ds.get, path, offset, head, lambda uid: _check_decoder(ds, path, uid), keep_phi,
+                         lambda: _phi(ds))
 
 
 def group_by_series(headers: Iterable[SliceHeader]) -> dict[str, list[SliceHeader]]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .headers import SliceHeader
+from .headers import PixelLayout, SliceHeader
 
 __all__ = ["SeriesError", "SeriesPlan", "plan_series", "output_dtype", "common_folder"]
 
@@ -36,7 +36,8 @@ class SeriesError(Exception):
 class SeriesPlan:
     """Everything needed to build the volume of one series lazily (plain data, picklable).
 
-    ``files``, ``slopes`` and ``intercepts`` are in slice order (along the normal);
+    ``files``, ``slopes``, ``intercepts`` and ``layouts`` (where native pixel data sits in
+    each file, ``None``: decode with pydicom) are in slice order (along the normal);
     ``spacing`` is ``(z, y, x)`` mm; ``direction`` is ITK's 3x3 matrix, row-major.
     """
 
@@ -51,6 +52,7 @@ class SeriesPlan:
     origin: tuple[float, float, float]
     direction: tuple[float, ...]
     meta: dict[str, Any]
+    layouts: tuple[PixelLayout | None, ...] = ()
 
 
 def _name(h: SliceHeader) -> str:
@@ -205,5 +207,6 @@ def plan_series(uid: str, headers: Sequence[SliceHeader], *, keep_phi: bool = Fa
         origin=tuple(float(v) for v in ordered[0].position),  # type: ignore[arg-type]
         direction=tuple(float(v) for v in direction.ravel()),
         meta=_meta(uid, ordered, keep_phi),
+        layouts=tuple(h.pixel_layout for h in ordered),
     )
 
