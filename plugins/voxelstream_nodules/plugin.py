@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import voxelstream
 
-from .commands import COMMANDS
+from .commands import CUBES, TRAIN
+from .demo import DEMO
+from .eval_commands import DETECT, EVALUATE
+from .infer_commands import INFER, SCORE
+from .mine_command import MINE
+
+# in the order of the job: cubes -> train -> infer/score -> detect -> evaluate -> mine -> demo
+COMMANDS = (CUBES, TRAIN, INFER, SCORE, DETECT, EVALUATE, MINE, DEMO)
 
 
 @voxelstream.hookimpl
@@ -13,7 +20,7 @@ def voxelstream_tasks() -> list[voxelstream.TaskSpec]:
         voxelstream.TaskSpec(
             name="nodule-detection",
             modality="CT",
-            description="lung-nodule detection as in LUNA16: cubes, a 3-D CNN, training",
+            description="lung-nodule detection as in LUNA16: cubes, a 3-D CNN, dense inference, FROC, hard-negative mining",
             commands=COMMANDS,
         )
     ]

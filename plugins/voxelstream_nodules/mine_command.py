@@ -1,0 +1,66 @@
+"""``voxelstream mine``: append hard negatives to a cube set (then ``train --init``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
+from voxelstream.specs import CommandSpec
+from voxelstream.store import open_store
+
+from .annotations import read_annotations
+from .mining import DEFAULT_MARGIN_MM, DEFAULT_MIN_DISTANCE_MM, DEFAULT_PER_VOLUME, DEFAULT_THRESHOLD, mine_hard_negatives
+
+__all__ = ["MINE"]
+
+
+def _arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="the trained model (its split.json names the training series)")
+    p.add_argument("--annotations", required=True, metavar="CSV", help="LUNA16 annotations.csv: detections near these are hits, not mined")
+    p.add_argument("--cubes", required=True, metavar="CUBES", help="the cube set to append hard negatives to")
+    p.add_argument("--excluded", metavar="CSV", help="annotations_excluded.csv: detections near these are not mined either")
+    p.add_argument("--per-volume", type=int, default=DEFAULT_PER_VOLUME, metavar="K",
+                   help=f"at most K hard negatives per training volume, most confident first (default {DEFAULT_PER_VOLUME})")
+    p.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, metavar="T",
+                   help=f"only detections with probability >= T (default {DEFAULT_THRESHOLD:g})")
+    p.add_argument("--margin-mm", type=float, default=DEFAULT_MARGIN_MM,
+                   help=f"a detection within radius + this of a finding is not a false positive (default {DEFAULT_MARGIN_MM:g})")
+    p.add_argument("--min-distance-mm", type=float, default=DEFAULT_MIN_DISTANCE_MM,
+                   help=f"local-maximum suppression distance (default {DEFAULT_MIN_DISTANCE_MM:g})")
+    p.add_argument("--name", default="iso", help="the preprocessed output cubes are cut from (default iso)")
+    p.add_argument("--prob-name", default="prob", help="the probability-map output (default prob; computed where missing)")
+    p.add_argument("--scheduler", default="threads", help=SCHEDULER_HELP)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from .inference import infer_store  # JAX only when needed
+
+    store = open_store(args.store)
+    annotations = read_annotations(args.annotations)
+    excluded = read_annotations(args.excluded) if args.excluded else []
+    with use_scheduler(args.scheduler):
+        infer_report = infer_store(store, args.model, name=args.name, out_name=args.prob_name)
+        report = mine_hard_negatives(
+            store, args.model, annotations, args.cubes, per_volume=args.per_volume, threshold=args.threshold,
+            margin_mm=args.margin_mm, min_distance_mm=args.min_distance_mm, excluded=excluded,
+            name=args.name, prob_name=args.prob_name,
+        )
+    print(f"{report.total} hard negatives appended to {args.cubes} from {len(report.appended)} training volumes; "
+          f"fine-tune with: voxelstream train --cubes {args.cubes} --init {args.model} --out NEW_MODEL_DIR")
+    return infer_report.exit_code
+
+
+MINE = CommandSpec(
+    name="mine",
+    help="hard-negative mining: append the model's false positives on training volumes to a cube set",
+    description=(
+        "For each training volume of --model (its split.json), find local maxima of the probability\n"
+        "map (running 'infer' where it is missing) that lie farther than radius + --margin-mm from\n"
+        "every annotation (and --excluded finding), and append the --per-volume most confident as\n"
+        "cubes of kind hard_negative to --cubes. Validation volumes are never mined. Then\n"
+        "fine-tune: voxelstream train --cubes CUBES --init MODEL_DIR --out NEW_MODEL_DIR."
+    ),
+    add_arguments=_arguments,
+    run=_run,
+)
