@@ -102,7 +102,8 @@ def _train_run(args: argparse.Namespace) -> int:
 
     metrics = train(args.cubes, args.out, opts, log=lambda line: print(line, flush=True))
     best = min(metrics, key=lambda m: m["val_loss"])
-    print(f"best epoch {best['epoch']}: val loss {best['val_loss']:.4f}, val AUC {best['val_auc']:.3f} -> {args.out}")
+    auc = "n/a (one class)" if best["val_auc"] is None else f"{best['val_auc']:.3f}"
+    print(f"best epoch {best['epoch']}: val loss {best['val_loss']:.4f}, val AUC {auc} -> {args.out}")
     return 0
 
 

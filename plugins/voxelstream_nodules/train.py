@@ -138,7 +138,7 @@ def _plot_curves(metrics: list[dict[str, Any]], path: Path) -> None:
     loss_ax.plot(ep, [m["val_loss"] for m in metrics], marker=".", label="validation")
     loss_ax.set(xlabel="epoch", ylabel="weighted binary cross-entropy", title="loss")
     loss_ax.legend(title="dotted: kept epoch", fontsize="small", title_fontsize="small")
-    auc_ax.plot(ep, [m["val_auc"] for m in metrics], marker=".", color="tab:green")
+    auc_ax.plot(ep, [np.nan if m["val_auc"] is None else m["val_auc"] for m in metrics], marker=".", color="tab:green")
     auc_ax.set(xlabel="epoch", ylabel="AUC", title="validation AUC", ylim=(0, 1.02))
     for ax in (loss_ax, auc_ax):
         ax.axvline(best, color="grey", linestyle=":")  # the epoch whose model is kept
@@ -202,7 +202,8 @@ def train(cubes_path: str | Path, out: str | Path, opts: TrainOptions = TrainOpt
         losses = [float(_train_step(model, optimizer, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), pw))
                   for x, y in _prefetch(cubes.batches(order, batch))]
         seconds = time.perf_counter() - t0
-        val_loss, val_auc = _evaluate(model, cubes, va_idx, batch, pos_weight)
+        val_loss, auc = _evaluate(model, cubes, va_idx, batch, pos_weight)
+        val_auc = None if np.isnan(auc) else auc  # None: the validation side has one class only
         m = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_auc": val_auc,
              "seconds": round(seconds, 3), "train_cubes_per_s": round(len(order) / seconds, 2)}
         metrics.append(m)
@@ -215,7 +216,7 @@ def train(cubes_path: str | Path, out: str | Path, opts: TrainOptions = TrainOpt
         else:
             waited += 1
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
-        log(f"epoch {epoch}: train loss {m['train_loss']:.4f}, val loss {val_loss:.4f}, val AUC {val_auc:.3f}, "
+        log(f"epoch {epoch}: train loss {m['train_loss']:.4f}, val loss {val_loss:.4f}, val AUC {auc:.3f}, "
             f"{m['train_cubes_per_s']:.1f} cubes/s{' *' if improved else ''}")
         if waited >= opts.patience:
             log(f"stopping: no better validation loss for {opts.patience} epochs (best: epoch "
