@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dask.array as da
 import numpy as np
-import SimpleITK as sitk
 
 from .errors import ImageFileError
 from .header import ImageInfo, sitk_error_line
@@ -23,6 +22,8 @@ __all__ = ["sitk_array", "read_sitk_slab"]
 
 def read_sitk_slab(z0: int, z1: int, *, path: str, size_xyz: tuple[int, int, int], dtype: str) -> np.ndarray:
     """Slices ``[z0:z1]`` of the image at ``path`` as ``(z, y, x[, c])``."""
+    import SimpleITK as sitk  # imported when used: plugin loading stays light
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
     reader.SetExtractIndex([0, 0, int(z0)])
