@@ -14,12 +14,12 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
-
-import pydicom
-from pydicom.errors import InvalidDicomError
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .rawheader import EXPLICIT_LE, IMPLICIT_LE, PIXEL_DATA, read_plain
+
+if TYPE_CHECKING:  # pydicom is imported where it is used: plain series never need it (0.2 s)
+    import pydicom
 
 __all__ = ["HeaderError", "PixelLayout", "SliceHeader", "claims", "scan_file", "group_by_series", "PHI_KEYWORDS"]
 
@@ -118,6 +118,9 @@ def claims(path: Path) -> bool:
 def _read_header(path: Path) -> tuple[pydicom.Dataset, int, bytes]:
     """The dataset up to (not including) its pixel data, the file offset reached and the
     (up to) 12 bytes there."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
     with open(path, "rb") as fh:
         try:
             ds = pydicom.dcmread(fh, stop_before_pixels=True)
@@ -163,12 +166,14 @@ def _optional_float(get: Getter, keyword: str) -> float | None:
 
 
 def _phi(ds: pydicom.Dataset) -> dict[str, Any]:
+    from pydicom.multival import MultiValue
+
     out: dict[str, Any] = {}
     for kw in PHI_KEYWORDS:
         value = ds.get(kw)
         if value is None or value == "":
             continue
-        if isinstance(value, pydicom.multival.MultiValue):
+        if isinstance(value, MultiValue):
             out[kw] = [str(v) for v in value]
         else:
             out[kw] = str(value)
@@ -177,6 +182,7 @@ def _phi(ds: pydicom.Dataset) -> dict[str, Any]:
 
 def _check_decoder(ds: pydicom.Dataset, path: Path, uid: str) -> str:
     """The transfer syntax UID, if pixel data in it can be decoded here."""
+    import pydicom
     from pydicom.pixels import get_decoder
 
     ts = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None) or pydicom.uid.ImplicitVRLittleEndian
@@ -195,16 +201,20 @@ def _check_decoder(ds: pydicom.Dataset, path: Path, uid: str) -> str:
 
 def _check_complete(get: Getter, path: Path, offset: int, uid: str, ts: str) -> None:
     """Raise if the file ends before its pixel data does (an interrupted copy)."""
-    if pydicom.uid.UID(ts).is_deflated:
-        return  # offsets count inflated bytes: nothing to compare with the file size
+    native = ts in (EXPLICIT_LE, IMPLICIT_LE)
+    if not native:
+        from pydicom.uid import UID
+
+        if UID(ts).is_deflated:
+            return  # offsets count inflated bytes: nothing to compare with the file size
     size = os.path.getsize(path)
     if offset >= size:
         raise HeaderError(path, "file ends before its pixel data: truncated (interrupted copy?); "
                           "copy it again or remove it", uid)
-    if pydicom.uid.UID(ts).is_compressed:
+    if not native and UID(ts).is_compressed:
         return  # encapsulated data has no length to check cheaply; decoding will tell
     expected = int(get("Rows")) * int(get("Columns")) * int(get("SamplesPerPixel", 1)) * int(get("BitsAllocated")) // 8
-    header = 12 if pydicom.uid.UID(ts) != pydicom.uid.ImplicitVRLittleEndian else 8
+    header = 12 if ts != IMPLICIT_LE else 8
     if size - offset < expected + header:
         raise HeaderError(path, f"pixel data is truncated ({size - offset - header} of {expected} bytes present); "
                           "copy the file again or remove it", uid)
@@ -303,7 +313,9 @@ def scan_file(path: Path, keep_phi: bool = False) -> SliceHeader | None:
             return fast
     ds, offset, head = _read_header(path)
     if "Rows" not in ds:
-        sop_class = pydicom.uid.UID(str(ds.get("SOPClassUID", "")))
+        from pydicom.uid import UID
+
+        sop_class = UID(str(ds.get("SOPClassUID", "")))
         if "Image Storage" in sop_class.name and offset >= os.path.getsize(path):
             raise HeaderError(path, f"{sop_class.name} file ends inside its header: truncated "
                               "(interrupted copy?); copy it again or remove it")

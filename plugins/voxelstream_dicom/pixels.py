@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import dask
 import dask.array as da
 import numpy as np
-import pydicom
 
 from voxelstream.errors import ReadError
 
@@ -26,9 +25,11 @@ from .series import SeriesPlan
 
 __all__ = ["SLAB_SLICES", "read_slice", "read_slab", "lazy_stack"]
 
-#: Slices per dask task: 32 slices of 512x512 float32 are 32 MiB, small enough for many
-#: workers and large enough that per-task overhead stays negligible.
-SLAB_SLICES = 32
+#: Slices per dask task: the store's default chunk depth (64), so an ingest of 512x512
+#: slices writes each slab as it is (the store writes regions of 64 whole slices; with
+#: 32-slice slabs dask had to rechunk, copying every slab once). 64 slices of 512x512 are
+#: 32 MiB as int16, 64 MiB as float32.
+SLAB_SLICES = 64
 
 
 def read_native(path: str, layout: PixelLayout, rows: int, cols: int) -> np.ndarray | None:
@@ -60,6 +61,8 @@ def read_slice(path: str, rows: int, cols: int, layout: PixelLayout | None = Non
         arr = read_native(path, layout, rows, cols)
         if arr is not None:
             return arr
+    import pydicom  # only for slices that are not native: plain series never import it
+
     try:
         # the whole dataset, not pydicom.pixels.pixel_array(path): that one misreads deflated files
         arr = pydicom.dcmread(path).pixel_array
