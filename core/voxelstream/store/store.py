@@ -13,6 +13,9 @@ from typing import Any
 
 import dask
 import dask.array as da
+import dask.core
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 import numpy as np
 import zarr
 from zarr.codecs import BloscCodec, BloscShuffle
@@ -67,6 +70,28 @@ def _write_blocks(zchunks: tuple[int, ...], shape: tuple[int, ...], itemsize: in
         if block[axis] < shape[axis]:
             break
     return tuple(block)
+
+
+def _both(done_so_far: bool, block: np.ndarray) -> bool:
+    return bool(done_so_far) and bool(np.all(block))
+
+
+def _all_in_order(writes: da.Array) -> Delayed:
+    """True when every write task succeeded, as a chain over the blocks in array order.
+
+    Why a chain and not ``writes.all()``: with a tree reduction dask's ordering starts in
+    the middle of the volume and grows both ways, keeping input chunks of both frontiers
+    alive, so peak memory grew with the volume (319 vs 166 live input chunks for a 1.2 GB vs
+    0.16 GB resample); the chain makes it walk the volume front to back (102 for both).
+    """
+    name = f"all-in-order-{writes.name}"
+    layer: dict = {}
+    prev: Any = True
+    for i, key in enumerate(dask.core.flatten(writes.__dask_keys__())):
+        layer[(name, i)] = (_both, prev, key)
+        prev = (name, i)
+    graph = HighLevelGraph.from_collections(name, layer, dependencies=[writes])
+    return Delayed(prev, graph, layer=name) if layer else dask.delayed(True)
 
 
 @functools.lru_cache(maxsize=64)
@@ -225,7 +250,7 @@ class Store:
             chunks=(1,) * data.ndim,
             name=f"write-{path}-{token}",
         )
-        done = writes.all()
+        done = _all_in_order(writes)
 
         def finish() -> None:
             attrs["complete"] = True
