@@ -24,8 +24,7 @@ convolutions of depth-shifted slices: on this CPU XLA runs those several times f
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import jax
