@@ -18,7 +18,7 @@ For a 48-voxel cube and 2 blocks: 48 -conv-> 46 -conv-> 44 -pool-> 22 -conv-> 20
 -pool-> 9 -head 9^3-> 1; receptive field 48, stride 4.
 
 3x3x3 (and head) convolutions are computed as sums over the kernel's depth of 2-D
-convolutions of depth-shifted slices: on this CPU XLA runs those several times faster than its
+convolutions of depth-shifted slices: on this CPU XLA runs those about twice as fast as its
 3-D convolution (see PERF-FACTS.md); tests check the two agree.
 """
 
