@@ -3,8 +3,10 @@
 Two inputs are generated once (CT-like int16: air, an elliptic body, lungs, noise):
 a MetaImage ``.mhd`` + ``.raw`` of about 1.2 GB (2400 x 512 x 512) and a 600-slice DICOM
 series (512 x 512, written slice by slice with SimpleITK). Each run is a fresh subprocess
-under ``/usr/bin/time -v`` (peak RSS, wall time); the two methods alternate, and the table
-gives the median of ``--runs`` runs. Both write the same array: 64^3 chunks, the store's
+under ``/usr/bin/time -v`` (peak RSS, wall time, CPU time = user + system); the two methods
+alternate, and the table gives the median of ``--runs`` runs and the wall-time ratio
+(SimpleITK / voxelstream: above 1 means voxelstream is faster). On a shared machine the CPU
+time is the steadier number: wall time grows with other people's load. Both write the same array: 64^3 chunks, the store's
 default Blosc LZ4 + shuffle codec.
 
     .venv/bin/python benchmarks/bench_ingest.py [--workdir /tmp/vs-bench] [--runs 3] [--append]
@@ -153,8 +155,9 @@ def measure(method: str, src: Path, store: Path) -> dict[str, float]:
     if proc.returncode:
         raise SystemExit(f"{method} on {src} failed:\n{proc.stderr[-2000:]}")
     rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1)) for kind in ("User", "System"))
     shutil.rmtree(store, ignore_errors=True)
-    return {"seconds": wall, "peak_rss_gib": rss_kb * 1024 / GIB}
+    return {"seconds": wall, "cpu_seconds": cpu, "peak_rss_gib": rss_kb * 1024 / GIB}
 
 
 def machine() -> str:
@@ -172,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workdir", default="/tmp/vs-bench", type=Path)
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--append", action="store_true", help="append the results to benchmarks/RESULTS.md")
+    p.add_argument("--only", choices=("mhd", "dicom"), help="benchmark one input only")
     p.add_argument("--one", nargs=3, metavar=("METHOD", "SRC", "STORE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
@@ -180,18 +184,22 @@ def main(argv: list[str] | None = None) -> int:
 
     args.workdir.mkdir(parents=True, exist_ok=True)
     inputs = {}
-    mhd = args.workdir / "long.mhd"
-    if not (mhd.exists() and mhd.with_suffix(".raw").stat().st_size == 2 * int(np.prod(MHD_SHAPE))):
-        print("writing", mhd, flush=True)
-        make_mhd(mhd)
-    inputs[f"MetaImage .mhd+.raw {'x'.join(map(str, MHD_SHAPE))} int16 ({mhd.with_suffix('.raw').stat().st_size / 1e9:.2f} GB)"] = mhd
-    dcm = args.workdir / "dicom"
-    if len(list(dcm.glob("*.dcm"))) != DICOM_SHAPE[0]:
-        shutil.rmtree(dcm, ignore_errors=True)
-        print("writing", dcm, flush=True)
-        make_dicom(dcm)
-    inputs[f"DICOM series, {DICOM_SHAPE[0]} slices of 512x512"] = dcm
+    if args.only != "dicom":
+        mhd = args.workdir / "long.mhd"
+        if not (mhd.exists() and mhd.with_suffix(".raw").stat().st_size == 2 * int(np.prod(MHD_SHAPE))):
+            print("writing", mhd, flush=True)
+            make_mhd(mhd)
+        size_gb = mhd.with_suffix(".raw").stat().st_size / 1e9
+        inputs[f"MetaImage .mhd+.raw {'x'.join(map(str, MHD_SHAPE))} int16 ({size_gb:.2f} GB)"] = mhd
+    if args.only != "mhd":
+        dcm = args.workdir / "dicom"
+        if len(list(dcm.glob("*.dcm"))) != DICOM_SHAPE[0]:
+            shutil.rmtree(dcm, ignore_errors=True)
+            print("writing", dcm, flush=True)
+            make_dicom(dcm)
+        inputs[f"DICOM series, {DICOM_SHAPE[0]} slices of 512x512"] = dcm
 
+    load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = []
     for label, src in inputs.items():
         results: dict[str, list[dict[str, float]]] = {m: [] for m in METHODS}
@@ -200,16 +208,21 @@ def main(argv: list[str] | None = None) -> int:
             for m in order:
                 r = measure(m, src, args.workdir / "out.zarr")
                 results[m].append(r)
-                print(f"{label} | {m} | run {i + 1}: {r['seconds']:.1f} s, {r['peak_rss_gib']:.2f} GiB", flush=True)
+                print(f"{label} | {m} | run {i + 1}: {r['seconds']:.1f} s, CPU {r['cpu_seconds']:.1f} s, "
+                      f"{r['peak_rss_gib']:.2f} GiB", flush=True)
+        medians = {m: statistics.median(r["seconds"] for r in rs) for m, rs in results.items()}
         for m, rs in results.items():
-            rows.append((label, m, statistics.median(r["seconds"] for r in rs),
-                         statistics.median(r["peak_rss_gib"] for r in rs), max(r["peak_rss_gib"] for r in rs)))
+            rows.append((label, m, medians[m], statistics.median(r["cpu_seconds"] for r in rs),
+                         statistics.median(r["peak_rss_gib"] for r in rs), max(r["peak_rss_gib"] for r in rs),
+                         medians["simpleitk+zarr"] / medians[m]))
 
-    table = ["| input | method | median wall s | median peak RSS GiB | max peak RSS GiB |", "|---|---|---|---|---|"]
-    table += [f"| {a} | {m} | {s:.1f} | {r:.2f} | {x:.2f} |" for a, m, s, r, x in rows]
+    table = ["| input | method | median wall s | median CPU s | median peak RSS GiB | max peak RSS GiB "
+             "| SimpleITK wall / this wall |", "|---|---|---|---|---|---|---|"]
+    table += [f"| {a} | {m} | {s:.1f} | {c:.1f} | {r:.2f} | {x:.2f} | {q:.2f} |" for a, m, s, c, r, x, q in rows]
     text = "\n".join(table)
     print(text)
-    print(json.dumps([dict(zip(("input", "method", "seconds", "rss_gib", "max_rss_gib"), r)) for r in rows]))
+    keys = ("input", "method", "seconds", "cpu_seconds", "rss_gib", "max_rss_gib", "sitk_over_this")
+    print(json.dumps([dict(zip(keys, r)) for r in rows]))
     if args.append:
         cmd = " ".join(["python", "benchmarks/bench_ingest.py", *(argv if argv is not None else sys.argv[1:])])
         with open(HERE / "RESULTS.md", "a") as f:
@@ -217,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n## Ingest: voxelstream vs SimpleITK ReadImage + Zarr write ({dt.date.today().isoformat()})\n\n"
                 f"Command: `{cmd}`  \nMachine: {machine()}  \n"
                 f"Median of {args.runs} runs, each a fresh process under `/usr/bin/time -v` (wall time includes "
-                "interpreter start and imports); both write 64^3 chunks with Blosc LZ4 + shuffle.\n\n"
+                "interpreter start and imports; CPU = user + system); both write 64^3 chunks with Blosc LZ4 + shuffle; "
+                f"load average before the runs: {load_before}.\n\n"
                 f"{text}\n"
             )
     return 0
