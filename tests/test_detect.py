@@ -123,10 +123,31 @@ def test_noise_map_matches_brute_force_definition(d_mm):
     # chunks smaller than the halo (6 mm: 2, 7, 8 voxels) make dask rechunk first
     vol = Volume.from_itk_geometry(da.from_array(prob, chunks=(3, 5, 4)), spacing=SPACING,
                                    origin_xyz=ORIGIN, direction=_oblique_direction())
-    got = detect_volume(vol, threshold=0.6, min_distance_mm=d_mm)
+    got = detect_volume(vol, threshold=0.6, min_distance_mm=d_mm, refine=False)
     want = _brute_force(prob, 0.6, d_mm)
     assert len(got) == len(want) >= 2
     np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-6)
+
+
+def test_refinement_centres_a_plateau_and_beats_the_grid_point():
+    # a plateau over two neighbouring grid points: the detection lies between them
+    prob = np.zeros((9, 9, 9), np.float32)
+    prob[4, 4, 4] = prob[4, 4, 5] = 0.9
+    vol = Volume.from_itk_geometry(da.from_array(prob, chunks=4), spacing=(4.0, 4.0, 4.0), origin_xyz=ORIGIN,
+                                   direction=_oblique_direction())
+    (x, y, z, p), = detect_volume(vol, threshold=0.5, min_distance_mm=10.0)
+    np.testing.assert_allclose(vol.world_to_index([[x, y, z]])[0], (4.0, 4.0, 4.5), atol=1e-9)
+    assert p == pytest.approx(0.9)
+    # off-grid blobs: the refined positions are closer to the truth than the grid maxima
+    probe, blobs = _blobs()
+    vol = _geometry_volume(da.from_array(_blob_map(blobs), chunks=8))
+    refined = detect_volume(vol, threshold=0.5, min_distance_mm=10.0)
+    grid = detect_volume(vol, threshold=0.5, min_distance_mm=10.0, refine=False)
+    truth = np.array([b[0] for b in blobs[:3]])
+    err_refined = np.linalg.norm(np.array([r[:3] for r in refined]) - truth, axis=1)
+    err_grid = np.linalg.norm(np.array([g[:3] for g in grid]) - truth, axis=1)
+    assert np.all(err_refined < err_grid), (err_refined, err_grid)
+    assert [r[3] for r in refined] == [g[3] for g in grid]
 
 
 def _run_detect(argv: list[str]) -> int:

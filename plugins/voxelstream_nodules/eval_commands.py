@@ -32,6 +32,9 @@ def _add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-distance-mm", type=float, default=10.0, metavar="D",
                    help="a detection is the largest value within D world mm, and no two detections "
                         "are closer than D (default: 10)")
+    p.add_argument("--no-refine", action="store_true",
+                   help="report each maximum at its grid point instead of at the centroid of its peak "
+                        "(the map's grid is coarse: stride x spacing)")
     p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
 
 
@@ -52,7 +55,7 @@ def _run_detect(args: argparse.Namespace) -> int:
         for n, vid in enumerate(ids, start=1):
             vol = store.open(vid, PROB_OUTPUT)
             with task_progress(f"detect {vid}"):
-                rows = detect_volume(vol, args.threshold, args.min_distance_mm)
+                rows = detect_volume(vol, args.threshold, args.min_distance_mm, refine=not args.no_refine)
             uid = _series_uid(vid, vol.meta)
             found.extend(Detection(uid, (x, y, z), p) for x, y, z, p in rows)
             print(f"[{n}/{len(ids)}] {vid}: {len(rows)} detection(s)")
