@@ -150,19 +150,21 @@ def _print_table(summary: list[dict], seconds: float, out: Path, models: list[Pa
 
     table = Table(title=f"voxelstream demo: LUNA16 FROC on {summary[0]['n_scans']} unseen phantom scans "
                         f"({summary[0]['n_nodules']} nodules)")
-    table.add_column("round")
+    table.add_column("round", no_wrap=True)
     table.add_column("CPM", justify="right")
     for fp in summary[0]["fps_per_scan"]:
-        table.add_column(f"sens@{fp:g}", justify="right")
-    table.add_column("FPs/scan @thr", justify="right")
-    table.add_column("FPs/scan @sens 0.8", justify="right")
+        table.add_column(f"@{fp:g}", justify="right")
+    table.add_column("FP/scan", justify="right")
+    table.add_column("FP/scan @sens .8", justify="right")
     for s in summary:
         label = "0 (random negatives)" if s["round"] == 0 else f"{s['round']} (+{s['hard_negatives_in_cubes']} hard neg.)"
         table.add_row(label, f"{s['cpm']:.3f}", *(f"{v:.2f}" for v in s["sensitivity"]),
                       f"{s['fps_per_scan_at_threshold']:.2f}", f"{s['fps_per_scan_at_sensitivity_0.8']:.2f}")
-    console = Console()
+    console = Console(width=max(Console().width, 130))  # the table is wide; logs have no terminal
     console.print()
     console.print(table)
+    console.print("columns @1/8..@8: sensitivity at that many false positives per scan; FP/scan: all "
+                  f"detections above the threshold that hit no nodule, per scan")
     console.print(f"done in {seconds / 60:.1f} min. Pictures: {out / 'froc_rounds.png'}, "
                   f"{out / 'probability_overlay_round0.png'}, {out / 'probability_overlay_round1.png'}, "
                   + ", ".join(str(m / 'training_curve.png') for m in models))
