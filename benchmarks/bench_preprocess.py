@@ -208,15 +208,19 @@ def main() -> int:
                               check=True, capture_output=True, text=True)
         inputs = json.loads(made.stdout.strip().splitlines()[-1])
         repeats = args.repeats if nz == min(SIZES.values()) else args.large_repeats
+        # round-robin over the methods: on a shared machine a load spike then hits them all
+        runs: dict[str, list[dict]] = {m: [] for m in methods}
+        for _ in range(repeats):
+            for method in methods:
+                runs[method].append(measure(method, inputs, work / f"out-{method}"))
         for method in methods:
-            runs = [measure(method, inputs, work / f"out-{method}") for _ in range(repeats)]
-            secs = statistics.median(r["seconds"] for r in runs)
-            rss = max(r["peak_rss_gib"] for r in runs)
-            cpu = statistics.median(r["cpu_s"] for r in runs)
-            shape = runs[0]["shape"]
+            secs = statistics.median(r["seconds"] for r in runs[method])
+            rss = max(r["peak_rss_gib"] for r in runs[method])
+            cpu = statistics.median(r["cpu_s"] for r in runs[method])
+            shape = runs[method][0]["shape"]
             mvox = (shape[0] * shape[1] * shape[2]) / secs / 1e6
             rows.append({"size": label, "method": method, "seconds": secs, "mvox_s": mvox, "rss": rss, "cpu": cpu,
-                         "runs": [round(r["seconds"], 2) for r in runs], "shape": shape})
+                         "runs": [round(r["seconds"], 2) for r in runs[method]], "shape": shape})
             print(f"{label:8} {method:12} {secs:7.2f} s  {mvox:6.1f} Mvox/s  CPU {cpu:6.1f} s  peak RSS {rss:5.2f} GiB  "
                   f"runs {rows[-1]['runs']}", flush=True)
     report = render(rows, " ".join(sys.argv[1:]))
@@ -236,8 +240,8 @@ def render(rows: list[dict], argv: str) -> str:
         f"`.venv/bin/python benchmarks/bench_preprocess.py {argv}`".replace(" `", "`"),
         f"{dt.date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores, 24 GiB, "
         f"Python {platform.python_version()}; shared machine (other jobs running), so times are noisy.",
-        "Each run is a fresh process; time = the work after imports (file in -> file out), median of the",
-        "runs listed; CPU = user + system seconds of the whole child (imports included; less noisy than",
+        "Each run is a fresh process, methods taken in turn (round-robin); time = the work after imports",
+        "(file in -> file out), median of the runs listed; CPU = user + system seconds of the whole child (imports included; less noisy than",
         "wall time on a shared machine); peak RSS = the child's maximum resident set (`ru_maxrss`).",
         "",
         "| input | method | time (s) | output Mvox/s | vs SimpleITK | CPU (s) | peak RSS (GiB) | runs (s) |",

@@ -10,7 +10,9 @@ volume bit-identical for every chunking.
 Orders:
 
 * ``0`` nearest: ``round-half-up(x)`` (``floor(x + 0.5)``), as SimpleITK's
-  ``sitkNearestNeighbor`` does; indices past the ends are clamped (edge extension).
+  ``sitkNearestNeighbor`` does; indices past the ends are clamped (edge extension). On
+  oblique grids SimpleITK's own float noise can break an exact ``.5`` tie either way; here
+  ``x`` is ``j * ratio`` exactly, so ties always round up.
 * ``1`` linear: taps ``floor(x)`` and ``floor(x) + 1`` weighted ``1 - t`` and ``t``;
   indices past the ends are clamped (edge extension, like ``scipy.ndimage`` ``mode="nearest"``).
   Inside the input this is SimpleITK's ``sitkLinear``; SimpleITK returns its default value
@@ -20,7 +22,11 @@ Orders:
   global (an IIR filter); here it is its exact impulse response ``sqrt(3) * z1**|k|``
   (``z1 = sqrt(3) - 2``) truncated to ``|k| <= PREFILTER_HALF_WIDTH`` and renormalised, so
   each output sample depends on ``2 * 12 + 4`` input samples only. The truncation changes a
-  value by at most about ``|z1|**13 ~ 4e-8`` times the input's range (< 2e-4 HU for CT).
+  value by at most about ``2 * sqrt(3) * |z1|**13 / (1 - |z1|) ~ 2e-7`` times the input's
+  range; with float32 arithmetic the result agrees with SimpleITK within 2e-3 HU on CT.
+
+Arithmetic is float32 for orders 1 and 3 (measured against SimpleITK's double-precision
+``sitkLinear``: within 2e-4 HU on CT phantoms and real slabs).
 """
 
 from __future__ import annotations
