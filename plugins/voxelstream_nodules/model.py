@@ -34,7 +34,7 @@ from flax import nnx
 
 __all__ = ["NetConfig", "NoduleNet", "DepthSlicedConv", "layer_sizes", "build", "apply", "MODEL_NAME"]
 
-MODEL_NAME = "nodule-vgg3d"
+from .options import MODEL_NAME  # noqa: E402  (re-exported: the registered name)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from voxelstream.errors import VoxelstreamError
 
-__all__ = ["TrainOptions", "TrainError"]
+__all__ = ["TrainOptions", "TrainError", "MODEL_NAME"]
+
+MODEL_NAME = "nodule-vgg3d"  # the registered model (here so registration needs no JAX)
 
 
 @dataclass(frozen=True)

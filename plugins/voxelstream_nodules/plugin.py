@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import voxelstream
 
 from .commands import CUBES, TRAIN
@@ -9,6 +11,7 @@ from .demo import DEMO
 from .eval_commands import DETECT, EVALUATE
 from .infer_commands import INFER, SCORE
 from .mine_command import MINE
+from .options import MODEL_NAME
 
 # in the order of the job: cubes -> train -> infer/score -> detect -> evaluate -> mine -> demo
 COMMANDS = (CUBES, TRAIN, INFER, SCORE, DETECT, EVALUATE, MINE, DEMO)
@@ -26,10 +29,15 @@ def voxelstream_tasks() -> list[voxelstream.TaskSpec]:
     ]
 
 
+def build(config: dict[str, Any], seed: int = 0) -> Any:
+    """Build the network (imports JAX/Flax only now: listing plugins must stay cheap)."""
+    from .model import build as build_net
+
+    return build_net(config, seed)
+
+
 @voxelstream.hookimpl
 def voxelstream_models() -> list[voxelstream.ModelSpec]:
-    from .model import MODEL_NAME, build
-
     return [
         voxelstream.ModelSpec(
             name=MODEL_NAME,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 
 import numpy as np
-from scipy import ndimage
 
 import voxelstream
 
@@ -21,6 +20,8 @@ TRUNCATE = 4.0
 
 def gaussian(block: np.ndarray, sigma: float = 1.0) -> np.ndarray:
     """Gaussian smoothing with ``sigma`` in voxels (edges extended), as float32."""
+    from scipy import ndimage  # here, not at import: every CLI start loads every plugin
+
     return ndimage.gaussian_filter(block.astype(np.float32), sigma, mode="nearest", truncate=TRUNCATE)
 
 
