@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import functools
+import itertools
 import json
 import os
 import uuid
@@ -18,7 +19,10 @@ from dask.delayed import Delayed
 from dask.highlevelgraph import HighLevelGraph
 import numpy as np
 import zarr
-from zarr.codecs import BloscCodec, BloscShuffle
+from numcodecs import Blosc
+from zarr.codecs import BloscCodec, BloscShuffle, BytesCodec
+from zarr.core.chunk_grids import RegularChunkGrid
+from zarr.storage import LocalStore
 
 from ..errors import StoreError
 from ..volume import Volume
@@ -72,6 +76,12 @@ def _write_blocks(zchunks: tuple[int, ...], shape: tuple[int, ...], itemsize: in
     return tuple(block)
 
 
+def _whole_chunk_blocks(blocks: tuple[tuple[int, ...], ...], zchunks: tuple[int, ...]) -> bool:
+    """True when every dask block is a region of whole Zarr chunks (the last one may end at
+    the array's edge): such blocks are written as they are, without a rechunk copy."""
+    return all(all(n % c == 0 for n in sizes[:-1]) for sizes, c in zip(blocks, zchunks))
+
+
 def _both(done_so_far: bool, block: np.ndarray) -> bool:
     return bool(done_so_far) and bool(np.all(block))
 
@@ -100,10 +110,67 @@ def _open_for_write(root: str, path: str, token: str) -> zarr.Array:
     return zarr.open_array(store=root, path=path, mode="r+")
 
 
+_SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
+
+
+@functools.lru_cache(maxsize=64)
+def _direct_encoder(root: str, path: str, token: str) -> Blosc | None:
+    """The numcodecs Blosc that makes the same chunk bytes as the array's own codecs, or
+    ``None`` when the array is not the plain layout :meth:`Store.write` creates (little-endian
+    bytes + one Blosc codec, regular chunks, default ``c/...`` keys, a local directory).
+
+    Why write chunks ourselves: through zarr-python every chunk passes its event-loop thread
+    (pure Python, holding the GIL) and two thread-pool hops, which serialised the whole run
+    on one core: writing a 1.2 GB resample cost 14 s of CPU in zarr's threads, against 7 s
+    for encoding + file writes done here, in the dask worker, with the GIL released.
+    """
+    arr = _open_for_write(root, path, token)
+    meta = arr.metadata
+    codecs = getattr(meta, "codecs", ())
+    if not (
+        isinstance(arr.store, LocalStore)
+        and isinstance(meta.chunk_grid, RegularChunkGrid)
+        and getattr(meta.chunk_key_encoding, "name", None) == "default"
+        and len(codecs) == 2
+        and isinstance(codecs[0], BytesCodec)
+        and isinstance(codecs[1], BloscCodec)
+        and arr.dtype.newbyteorder("<") == arr.dtype
+    ):
+        return None
+    cfg = codecs[1].to_dict()["configuration"]
+    return Blosc(cname=cfg["cname"], clevel=cfg["clevel"], shuffle=_SHUFFLES[cfg["shuffle"]],
+                 blocksize=cfg["blocksize"], typesize=cfg["typesize"])
+
+
+def _write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, codec: Blosc) -> None:
+    """Encode and write the whole chunks of ``block`` (which begins at chunk-aligned ``start``)
+    as zarr would: edge chunks padded to full size with the fill value, chunks that hold only
+    the fill value not stored (zarr's ``write_empty_chunks=False``)."""
+    cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
+    fill = arr.metadata.fill_value
+    base = Path(arr.store.root) / arr.path
+    for offs in itertools.product(*(range(0, n, c) for n, c in zip(block.shape, cshape))):
+        piece = block[tuple(slice(o, o + c) for o, c in zip(offs, cshape))]
+        if np.all(piece == fill):
+            continue
+        if piece.shape != cshape:
+            full = np.full(cshape, fill, dtype=arr.dtype)
+            full[tuple(slice(0, n) for n in piece.shape)] = piece
+            piece = full
+        key = arr.metadata.encode_chunk_key(tuple((s + o) // c for s, o, c in zip(start, offs, cshape)))
+        target = base / key
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(codec.encode(np.ascontiguousarray(piece, dtype=arr.dtype)))
+
+
 def _write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info=None) -> np.ndarray:
     loc = block_info[0]["array-location"]
     arr = _open_for_write(root, path, token)
-    arr[tuple(slice(a, b) for a, b in loc)] = block
+    codec = _direct_encoder(root, path, token)
+    if codec is not None:
+        _write_direct(block, [a for a, _ in loc], arr, codec)
+    else:
+        arr[tuple(slice(a, b) for a, b in loc)] = block
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
@@ -241,7 +308,9 @@ class Store:
             overwrite=True,
             dimension_names=(["c"] if data.ndim == 4 else []) + ["z", "y", "x"],
         )
-        writes = data.rechunk(_write_blocks(zchunks, volume.shape, data.dtype.itemsize)).map_blocks(
+        if not _whole_chunk_blocks(data.chunks, zchunks):
+            data = data.rechunk(_write_blocks(zchunks, volume.shape, data.dtype.itemsize))
+        writes = data.map_blocks(
             _write_chunk,
             str(self.path),
             f"{path}/0",
@@ -250,6 +319,10 @@ class Store:
             chunks=(1,) * data.ndim,
             name=f"write-{path}-{token}",
         )
+        # array optimisations now: the Delayed made below would skip them, leaving every
+        # blockwise stage (and the write) a task of its own per chunk; fused, one task makes a
+        # chunk from its inputs and writes it (a 1.2 GB resample + window: 2 of 3 tasks fewer)
+        (writes,) = dask.optimize(writes)
         done = _all_in_order(writes)
 
         def finish() -> None:
