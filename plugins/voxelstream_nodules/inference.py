@@ -48,16 +48,17 @@ from .cubes import window_range
 from .extract import cut_cube
 
 __all__ = [
-    "DEFAULT_TILE", "DEFAULT_CONCURRENT_TILES", "Evaluator", "evaluator", "weights_digest", "DenseGrid",
+    "DEFAULT_TILE", "DEFAULT_CONCURRENT_TILES", "tiles_at_once", "Evaluator", "evaluator", "weights_digest", "DenseGrid",
     "dense_grid", "grid_volume_affine", "read_window", "dense_probabilities", "infer_params", "infer_store",
 ]
 
 DEFAULT_TILE = 24  # output grid points per tile edge: a 140^3 input window for R=48, s=4
-# Tiles evaluated at once per process. XLA already spreads one tile over every core; a
-# second concurrent tile only competes for them (measured in benchmarks/bench_infer.py), so
-# the other dask threads read and write Zarr while one tile computes. The environment
-# variable VOXELSTREAM_INFER_TILES_AT_ONCE overrides it (e.g. for a GPU that wants more).
-DEFAULT_CONCURRENT_TILES = 1
+# Tiles evaluated at once per process. One tile's XLA run does not keep two cores busy: two
+# at once were measured 1.3-1.5x faster on this 2-core machine when it was otherwise idle
+# (slower under heavy load from other processes; benchmarks/RESULTS.md), at +0.55 GiB peak
+# (1.6 GiB at tile 24). The cap keeps memory bounded whatever the number of dask threads.
+# The environment variable VOXELSTREAM_INFER_TILES_AT_ONCE overrides it.
+DEFAULT_CONCURRENT_TILES = 2
 
 
 def tiles_at_once() -> int:
@@ -202,8 +203,8 @@ def dense_probabilities(store: Store, volume_id: str, model_dir: str | Path, *, 
                         tile: int = DEFAULT_TILE, gpu_resource: bool = False) -> Volume:
     """The lazy probability map of ``volume_id``'s ``name`` output (float32, one dask chunk
     per ``tile^3`` output tile). With ``gpu_resource`` the tasks carry the dask.distributed
-    resource annotation ``{"GPU": 1}`` (only workers started with ``--resources GPU=1`` run
-    them; the graph must then not be optimised away, see ``infer_commands``)."""
+    resource annotation ``{"GPU": 1}``: on a dask.distributed cluster only workers started with
+    ``--resources GPU=1`` run them (other schedulers ignore annotations)."""
     if tile < 1:
         raise ValueError(f"tile must be at least 1 output voxel, got {tile}")
     model_dir = str(Path(model_dir).resolve())
