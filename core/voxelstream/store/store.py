@@ -113,18 +113,17 @@ def _open_for_write(root: str, path: str, token: str) -> zarr.Array:
 _SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
 
 
-@functools.lru_cache(maxsize=64)
-def _direct_encoder(root: str, path: str, token: str) -> Blosc | None:
-    """The numcodecs Blosc that makes the same chunk bytes as the array's own codecs, or
-    ``None`` when the array is not the plain layout :meth:`Store.write` creates (little-endian
-    bytes + one Blosc codec, regular chunks, default ``c/...`` keys, a local directory).
+def _plain_blosc(arr: zarr.Array) -> Blosc | None:
+    """The numcodecs Blosc that makes (and reads) the same chunk bytes as the array's own
+    codecs, or ``None`` when the array is not the plain layout :meth:`Store.write` creates
+    (little-endian bytes + one Blosc codec, regular chunks, default ``c/...`` keys, a local
+    directory); then reads and writes go through zarr.
 
-    Why write chunks ourselves: through zarr-python every chunk passes its event-loop thread
-    (pure Python, holding the GIL) and two thread-pool hops, which serialised the whole run
-    on one core: writing a 1.2 GB resample cost 14 s of CPU in zarr's threads, against 7 s
-    for encoding + file writes done here, in the dask worker, with the GIL released.
+    Why bypass zarr-python for such arrays: through it every chunk passes its event-loop
+    thread (pure Python, holding the GIL) and two thread-pool hops, which serialised a whole
+    preprocess run on one core: writing a 1.2 GB resample cost 14 s of CPU in zarr's threads,
+    against 7 s for encoding + file writes done in the dask worker with the GIL released.
     """
-    arr = _open_for_write(root, path, token)
     meta = arr.metadata
     codecs = getattr(meta, "codecs", ())
     if not (
@@ -140,6 +139,61 @@ def _direct_encoder(root: str, path: str, token: str) -> Blosc | None:
     cfg = codecs[1].to_dict()["configuration"]
     return Blosc(cname=cfg["cname"], clevel=cfg["clevel"], shuffle=_SHUFFLES[cfg["shuffle"]],
                  blocksize=cfg["blocksize"], typesize=cfg["typesize"])
+
+
+@functools.lru_cache(maxsize=64)
+def _direct_encoder(root: str, path: str, token: str) -> Blosc | None:
+    return _plain_blosc(_open_for_write(root, path, token))
+
+
+class _ChunkReader:
+    """Array-like over a plain-layout Zarr array (see :func:`_plain_blosc`) whose
+    ``[slices]`` reads and decodes the chunk files directly, in the calling dask worker
+    with the GIL released, instead of through zarr-python's event loop."""
+
+    def __init__(self, arr: zarr.Array, codec: Blosc):
+        self.arr, self.codec = arr, codec
+        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
+        self.cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
+        self.base = Path(arr.store.root) / arr.path
+
+    def _chunk(self, idx: tuple[int, ...]) -> np.ndarray | None:
+        try:
+            raw = (self.base / self.arr.metadata.encode_chunk_key(idx)).read_bytes()
+        except FileNotFoundError:  # never written: it holds only the fill value
+            return None
+        return np.frombuffer(self.codec.decode(raw), dtype=self.dtype).reshape(self.cshape)
+
+    def _whole_chunk(self, idx: tuple[int, ...]) -> np.ndarray:
+        """One interior chunk (what every dask task of :meth:`Store.open` asks for), decoded
+        straight into its own writable array."""
+        out = np.empty(self.cshape, dtype=self.dtype)
+        try:
+            raw = (self.base / self.arr.metadata.encode_chunk_key(idx)).read_bytes()
+        except FileNotFoundError:
+            out.fill(self.arr.metadata.fill_value)
+            return out
+        self.codec.decode(raw, out=out)
+        return out
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        key = key if isinstance(key, tuple) else (key,)
+        if len(key) != self.ndim or not all(isinstance(k, slice) and k.step in (None, 1) for k in key):
+            return self.arr[key]
+        bounds = [k.indices(n)[:2] for k, n in zip(key, self.shape)]
+        if all(a % c == 0 and b - a == c for (a, b), c in zip(bounds, self.cshape)):
+            return self._whole_chunk(tuple(a // c for (a, _), c in zip(bounds, self.cshape)))
+        out = np.full([max(0, b - a) for a, b in bounds], self.arr.metadata.fill_value, dtype=self.dtype)
+        ranges = [range(a // c, -(-b // c)) for (a, b), c in zip(bounds, self.cshape)]
+        for idx in itertools.product(*ranges):
+            chunk = self._chunk(idx)
+            if chunk is None:
+                continue
+            lo = [max(a, i * c) for (a, _), i, c in zip(bounds, idx, self.cshape)]
+            hi = [min(b, (i + 1) * c) for (_, b), i, c in zip(bounds, idx, self.cshape)]
+            out[tuple(slice(l - a, h - a) for l, h, (a, _) in zip(lo, hi, bounds))] = chunk[
+                tuple(slice(l - i * c, h - i * c) for l, h, i, c in zip(lo, hi, idx, self.cshape))]
+        return out
 
 
 def _write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, codec: Blosc) -> None:
@@ -239,7 +293,9 @@ class Store:
                 "writes it again"
             )
         arr = zarr.open_array(store=str(self.path), path=f"{path}/0", mode="r")
-        data = da.from_array(arr, chunks=arr.chunks, name=f"zarr-{path}-{a.get('token', '')}", asarray=False, fancy=False)
+        codec = _plain_blosc(arr)
+        source = arr if codec is None else _ChunkReader(arr, codec)
+        data = da.from_array(source, chunks=arr.chunks, name=f"zarr-{path}-{a.get('token', '')}", asarray=False, fancy=False)
         return Volume(data, np.asarray(a["affine"]), a.get("meta", {}))
 
     # -- writing -----------------------------------------------------------------------
