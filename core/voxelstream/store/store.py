@@ -82,23 +82,29 @@ def _whole_chunk_blocks(blocks: tuple[tuple[int, ...], ...], zchunks: tuple[int,
     return all(all(n % c == 0 for n in sizes[:-1]) for sizes, c in zip(blocks, zchunks))
 
 
-def _both(done_so_far: bool, block: np.ndarray) -> bool:
-    return bool(done_so_far) and bool(np.all(block))
+def _all_of(done_so_far: bool, blocks: list[np.ndarray]) -> bool:
+    return bool(done_so_far) and all(bool(np.all(b)) for b in blocks)
 
 
 def _all_in_order(writes: da.Array) -> Delayed:
-    """True when every write task succeeded, as a chain over the blocks in array order.
+    """True when every write task succeeded, as a chain over the slabs of blocks (blocks
+    sharing their first index) in array order.
 
     Why a chain and not ``writes.all()``: with a tree reduction dask's ordering starts in
     the middle of the volume and grows both ways, keeping input chunks of both frontiers
     alive, so peak memory grew with the volume (319 vs 166 live input chunks for a 1.2 GB vs
     0.16 GB resample); the chain makes it walk the volume front to back (102 for both).
+    One link per slab rather than per block: the same order with fewer tasks (each costs
+    the threaded scheduler ~0.1-0.2 ms of GIL-holding Python).
     """
     name = f"all-in-order-{writes.name}"
     layer: dict = {}
     prev: Any = True
-    for i, key in enumerate(dask.core.flatten(writes.__dask_keys__())):
-        layer[(name, i)] = (_both, prev, key)
+    slabs = writes.__dask_keys__()
+    for _ in range(writes.ndim - 3):  # a leading channel axis: slabs along z all the same
+        slabs = [slab for lead in slabs for slab in lead]
+    for i, slab in enumerate(slabs):
+        layer[(name, i)] = (_all_of, prev, list(dask.core.flatten([slab])))
         prev = (name, i)
     graph = HighLevelGraph.from_collections(name, layer, dependencies=[writes])
     return Delayed(prev, graph, layer=name) if layer else dask.delayed(True)
