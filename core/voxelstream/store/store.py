@@ -211,16 +211,20 @@ def _write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, code
     base = Path(arr.store.root) / arr.path
     for offs in itertools.product(*(range(0, n, c) for n, c in zip(block.shape, cshape))):
         piece = block[tuple(slice(o, o + c) for o, c in zip(offs, cshape))]
-        if np.all(piece == fill):
-            continue
         if piece.shape != cshape:
             full = np.full(cshape, fill, dtype=arr.dtype)
             full[tuple(slice(0, n) for n in piece.shape)] = piece
             piece = full
+        piece = np.ascontiguousarray(piece, dtype=arr.dtype)
+        encoded = codec.encode(piece)
+        # only a chunk that compressed to almost nothing can be all fill value: checking just
+        # those spares a full compare pass over every other chunk
+        if len(encoded) < piece.nbytes // 32 + 256 and np.all(piece == fill):
+            continue
         key = arr.metadata.encode_chunk_key(tuple((s + o) // c for s, o, c in zip(start, offs, cshape)))
         target = base / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(codec.encode(np.ascontiguousarray(piece, dtype=arr.dtype)))
+        target.write_bytes(encoded)
 
 
 def _write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info=None) -> np.ndarray:
