@@ -76,10 +76,12 @@ def _write_blocks(zchunks: tuple[int, ...], shape: tuple[int, ...], itemsize: in
     return tuple(block)
 
 
-def _whole_chunk_blocks(blocks: tuple[tuple[int, ...], ...], zchunks: tuple[int, ...]) -> bool:
+def _whole_chunk_blocks(blocks: tuple[tuple[int, ...], ...], zchunks: tuple[int, ...], itemsize: int) -> bool:
     """True when every dask block is a region of whole Zarr chunks (the last one may end at
-    the array's edge): such blocks are written as they are, without a rechunk copy."""
-    return all(all(n % c == 0 for n in sizes[:-1]) for sizes, c in zip(blocks, zchunks))
+    the array's edge) within the write budget: such blocks are written as they are, without
+    a rechunk copy (a bigger one is split, so its chunks are written in parallel)."""
+    aligned = all(all(n % c == 0 for n in sizes[:-1]) for sizes, c in zip(blocks, zchunks))
+    return aligned and int(np.prod([max(sizes) for sizes in blocks])) * itemsize <= WRITE_BLOCK_BYTES
 
 
 def _all_of(done_so_far: bool, blocks: list[np.ndarray]) -> bool:
@@ -163,23 +165,25 @@ class _ChunkReader:
         self.cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
         self.base = Path(arr.store.root) / arr.path
 
-    def _chunk(self, idx: tuple[int, ...]) -> np.ndarray | None:
+    def _raw(self, idx: tuple[int, ...]) -> bytes | None:
         try:
-            raw = (self.base / self.arr.metadata.encode_chunk_key(idx)).read_bytes()
+            return (self.base / self.arr.metadata.encode_chunk_key(idx)).read_bytes()
         except FileNotFoundError:  # never written: it holds only the fill value
             return None
-        return np.frombuffer(self.codec.decode(raw), dtype=self.dtype).reshape(self.cshape)
+
+    def _chunk(self, idx: tuple[int, ...]) -> np.ndarray | None:
+        raw = self._raw(idx)
+        return None if raw is None else np.frombuffer(self.codec.decode(raw), dtype=self.dtype).reshape(self.cshape)
 
     def _whole_chunk(self, idx: tuple[int, ...]) -> np.ndarray:
         """One interior chunk (what every dask task of :meth:`Store.open` asks for), decoded
         straight into its own writable array."""
         out = np.empty(self.cshape, dtype=self.dtype)
-        try:
-            raw = (self.base / self.arr.metadata.encode_chunk_key(idx)).read_bytes()
-        except FileNotFoundError:
+        raw = self._raw(idx)
+        if raw is None:
             out.fill(self.arr.metadata.fill_value)
-            return out
-        self.codec.decode(raw, out=out)
+        else:
+            self.codec.decode(raw, out=out)
         return out
 
     def __getitem__(self, key: Any) -> np.ndarray:
@@ -374,7 +378,7 @@ class Store:
             overwrite=True,
             dimension_names=(["c"] if data.ndim == 4 else []) + ["z", "y", "x"],
         )
-        if not _whole_chunk_blocks(data.chunks, zchunks):
+        if not _whole_chunk_blocks(data.chunks, zchunks, data.dtype.itemsize):
             data = data.rechunk(_write_blocks(zchunks, volume.shape, data.dtype.itemsize))
         writes = data.map_blocks(
             _write_chunk,
