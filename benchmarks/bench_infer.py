@@ -23,9 +23,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +31,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from benchlib import machine, run_child as run_measured
 
 HERE = Path(__file__).resolve().parent
-GIB = 1024**3
 DEFAULT_NET = {"cube": 48, "channels": [8, 16], "convs_per_block": 2, "head_channels": 32}
 # the 1.2 GB scan with the default network would take ~30 min on 2 cores: a thin network
 THIN_NET = {"cube": 48, "channels": [2, 4], "convs_per_block": 2, "head_channels": 4}
@@ -257,16 +255,9 @@ def part_rss(work: Path, sizes: list[int]) -> dict[str, Any]:
 
 def child(args: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     """Run this script's ``_child`` in a fresh process; its JSON answer plus its peak RSS."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, __file__, "_child", *args], stdout=subprocess.PIPE,
-                            env={**os.environ, **(env or {})}, text=True)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise SystemExit(f"child {args} failed ({proc.returncode})")
-    res = json.loads(out.strip().splitlines()[-1])
-    res.update(wall_s=time.perf_counter() - t0, peak_rss_gib=usage.ru_maxrss * 1024 / GIB)
+    run = run_measured([__file__, "_child", *args], env=env)
+    res = json.loads(run.last_line())
+    res.update(wall_s=run.wall_s, peak_rss_gib=run.peak_rss_gib)
     return res
 
 
@@ -293,16 +284,6 @@ def run_child(args: list[str]) -> None:
 
 
 # -- report ------------------------------------------------------------------------------------
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
 
 
 def med(v: list[float]) -> float:

@@ -3,7 +3,7 @@
 Two inputs are generated once (CT-like int16: air, an elliptic body, lungs, noise):
 a MetaImage ``.mhd`` + ``.raw`` of about 1.2 GB (2400 x 512 x 512) and a 600-slice DICOM
 series (512 x 512, written slice by slice with SimpleITK). Each run is a fresh subprocess
-under ``/usr/bin/time -v`` (peak RSS, wall time, CPU time = user + system); the two methods
+measured like ``/usr/bin/time -v`` does (``os.wait4``: peak RSS, wall time, CPU time = user + system); the two methods
 alternate, and the table gives the median of ``--runs`` runs and the wall-time ratio
 (SimpleITK / voxelstream: above 1 means voxelstream is faster). On a shared machine the CPU
 time is the steadier number: wall time grows with other people's load. Both write the same array: 64^3 chunks, the store's
@@ -20,19 +20,15 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
-import re
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
+from benchlib import machine, run_child
 
 HERE = Path(__file__).resolve().parent
-GIB = 2**30
 MHD_SHAPE = (2400, 512, 512)
 DICOM_SHAPE = (600, 512, 512)
 SPACING_ZYX = (0.5, 0.7, 0.7)
@@ -148,26 +144,11 @@ METHODS = {"voxelstream": run_voxelstream, "simpleitk+zarr": run_simpleitk}
 def measure(method: str, src: Path, store: Path) -> dict[str, float]:
     """Run one method in a fresh process under /usr/bin/time -v."""
     shutil.rmtree(store, ignore_errors=True)
-    cmd = ["/usr/bin/time", "-v", sys.executable, __file__, "--one", method, str(src), str(store)]
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if proc.returncode:
-        raise SystemExit(f"{method} on {src} failed:\n{proc.stderr[-2000:]}")
-    rss_kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
-    cpu = sum(float(re.search(rf"{kind} time \(seconds\): ([\d.]+)", proc.stderr).group(1)) for kind in ("User", "System"))
+    run = run_child([__file__, "--one", method, str(src), str(store)], check=False)
+    if run.returncode:
+        raise SystemExit(f"{method} on {src} failed:\n{run.stderr[-2000:]}")
     shutil.rmtree(store, ignore_errors=True)
-    return {"seconds": wall, "cpu_seconds": cpu, "peak_rss_gib": rss_kb * 1024 / GIB}
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
-    return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
+    return {"seconds": run.wall_s, "cpu_seconds": run.cpu_s, "peak_rss_gib": run.peak_rss_gib}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,13 +30,14 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from benchlib import machine, run_child
 
 SPACING_ZYX = (2.5, 0.7, 0.7)
 OUT_SPACING = (1.0, 1.0, 1.0)
@@ -172,17 +173,12 @@ def measure(method: str, inputs: dict[str, str], out: Path) -> dict:
         if old.exists():  # the previous run's output: deleting it is not part of the work
             shutil.rmtree(old)
     out.mkdir(parents=True)
-    proc = subprocess.Popen([sys.executable, __file__, "_child", method, json.dumps(inputs), str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout = proc.stdout.read()
-    stderr = proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode:
-        raise RuntimeError(f"{method} failed:\n{stderr[-2000:]}")
-    result = json.loads(stdout.strip().splitlines()[-1])
-    result["peak_rss_gib"] = usage.ru_maxrss / 2**20  # Linux: KiB
-    result["cpu_s"] = usage.ru_utime + usage.ru_stime  # whole child, imports included
+    run = run_child([__file__, "_child", method, json.dumps(inputs), str(out)], check=False)
+    if run.returncode:
+        raise RuntimeError(f"{method} failed:\n{run.stderr[-2000:]}")
+    result = json.loads(run.last_line())
+    result["peak_rss_gib"] = run.peak_rss_gib
+    result["cpu_s"] = run.cpu_s  # whole child, imports included
     shutil.rmtree(out)
     return result
 
@@ -238,8 +234,7 @@ def render(rows: list[dict], argv: str) -> str:
         "## CT preprocessing: resample (0.7, 0.7, 2.5) -> 1 mm linear + window [-1000, 400] -> [0, 1]",
         "",
         f"`.venv/bin/python benchmarks/bench_preprocess.py {argv}`".replace(" `", "`"),
-        f"{dt.date.today().isoformat()}, {platform.machine()} {os.cpu_count()} cores, 24 GiB, "
-        f"Python {platform.python_version()}; shared machine (other jobs running), so times are noisy.",
+        f"{dt.date.today().isoformat()}, {machine()}; shared machine (other jobs running), so times are noisy.",
         "Each run is a fresh process, methods taken in turn (round-robin); time = the work after imports",
         "(file in -> file out), median of the runs listed; CPU = user + system seconds of the whole child (imports included; less noisy than",
         "wall time on a shared machine); peak RSS = the child's maximum resident set (`ru_maxrss`).",
