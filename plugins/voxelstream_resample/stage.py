@@ -10,14 +10,15 @@ cuts that region out of them, and interpolates it one axis at a time (see
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence, Set as AbstractSet
 from dataclasses import dataclass
 from itertools import product
 from typing import Any
 
 import dask.array as da
 import numpy as np
-from dask.highlevelgraph import HighLevelGraph
+from dask._task_spec import List, Task, TaskRef
+from dask.highlevelgraph import HighLevelGraph, Layer, MaterializedLayer
 from dask.tokenize import tokenize
 
 import voxelstream as vs
@@ -59,7 +60,8 @@ class _ChunkPlan:
     """What one output-chunk task needs besides its input blocks.
 
     One opaque object per task: dask does not walk it looking for keys, which keeps graph
-    construction cheap for volumes of thousands of chunks.
+    construction cheap for volumes of thousands of chunks. Made per task, on demand, by
+    :class:`_ResampleLayer`.
     """
 
     inner: tuple[tuple[slice, ...], ...]  # per input block: the part the stencil needs
@@ -110,37 +112,86 @@ def _axis_spans(in_chunks: tuple[int, ...], out_chunks: tuple[int, ...], ratio: 
     return spans
 
 
-def _chunk_graph(data: da.Array, out_chunks: tuple[tuple[int, ...], ...], ratios: tuple[float, ...],
-                 order: int, name: str) -> dict:
-    """One task per output chunk, depending only on the input chunks it touches."""
-    lead = data.ndim - 3
-    in_shape = tuple(data.shape[lead:])
-    per_axis = [_axis_spans(data.chunks[lead + a], out_chunks[a], ratios[a], in_shape[a], order) for a in range(3)]
-    axes = axis_order(ratios)
-    lead_key = (0,) * lead
-    lead_slices = (slice(None),) * lead
-    graph: dict = {}
-    for blk in product(*(range(len(c)) for c in out_chunks)):
-        spans = [per_axis[a][blk[a]] for a in range(3)]
-        keys, inner, where = [], [], []
+class _ResampleLayer(Layer):
+    """The resample tasks of one output, one per output chunk, made on demand.
+
+    Why not a dict of tasks: that was O(volume) Python objects built up front and kept for
+    the whole run (~7 MB of plans for a 1.2 GB preprocess), and every cull of it (the store
+    computes its write section by section) had to scan all of them. This layer builds a
+    chunk's task (its input keys and plan) only when asked for that chunk's key, so a
+    section's graph costs only its own tasks.
+    """
+
+    has_legacy_tasks = False  # every task is a Task; the base class would build all to check
+
+    def __init__(self, data: da.Array, out_chunks: tuple[tuple[int, ...], ...], ratios: tuple[float, ...],
+                 order: int, name: str):
+        super().__init__()
+        self.name, self.in_name, self.order, self.ratios = name, data.name, order, ratios
+        self.lead = data.ndim - 3
+        self.lead_shape = tuple(data.shape[:self.lead])
+        self.in_shape = tuple(data.shape[self.lead:])
+        self.numblocks = tuple(len(c) for c in out_chunks)
+        self.per_axis = [_axis_spans(data.chunks[self.lead + a], out_chunks[a], ratios[a], self.in_shape[a], order)
+                         for a in range(3)]
+        self.axes = axis_order(ratios)
+
+    def _block(self, key: Any) -> tuple[int, ...] | None:
+        if not (isinstance(key, tuple) and len(key) == 1 + self.lead + 3 and key[0] == self.name):
+            return None
+        blk = key[1 + self.lead:]
+        ok = all(k == 0 for k in key[1:1 + self.lead]) and all(
+            isinstance(b, int) and 0 <= b < n for b, n in zip(blk, self.numblocks))
+        return blk if ok else None
+
+    def _task(self, key: Any, blk: tuple[int, ...]) -> Task:
+        """One output chunk: the input blocks its stencil touches and the plan to use them."""
+        spans = [self.per_axis[a][blk[a]] for a in range(3)]
+        lead_key, lead_slices = (0,) * self.lead, (slice(None),) * self.lead
+        refs, inner, where = [], [], []
         for pz, py, px in product(*(s[3] for s in spans)):
-            keys.append((data.name, *lead_key, pz[0], py[0], px[0]))
+            refs.append(TaskRef((self.in_name, *lead_key, pz[0], py[0], px[0])))
             inner.append(lead_slices + (pz[1], py[1], px[1]))
             where.append(lead_slices + (pz[2], py[2], px[2]))
         plan = _ChunkPlan(
             inner=tuple(inner),
             where=tuple(where),
-            region_shape=tuple(data.shape[:lead]) + tuple(s[2] for s in spans),
+            region_shape=self.lead_shape + tuple(s[2] for s in spans),
             region_lo=tuple(s[1] for s in spans),
             out_ranges=tuple(s[0] for s in spans),
-            ratios=ratios,
-            in_shape=in_shape,
-            order=order,
-            axes=axes,
-            lead=lead,
+            ratios=self.ratios,
+            in_shape=self.in_shape,
+            order=self.order,
+            axes=self.axes,
+            lead=self.lead,
         )
-        graph[(name, *lead_key, *blk)] = (_resample_chunk, keys, plan)
-    return graph
+        return Task(key, _resample_chunk, List(*refs), plan)
+
+    def __getitem__(self, key: Any) -> Task:
+        blk = self._block(key)
+        if blk is None:
+            raise KeyError(key)
+        return self._task(key, blk)
+
+    def __contains__(self, key: object) -> bool:
+        return self._block(key) is not None
+
+    def __iter__(self) -> Iterator[Any]:
+        lead_key = (0,) * self.lead
+        return ((self.name, *lead_key, *blk) for blk in product(*(range(n) for n in self.numblocks)))
+
+    def __len__(self) -> int:
+        return int(np.prod(self.numblocks))
+
+    def is_materialized(self) -> bool:
+        return False
+
+    def get_output_keys(self) -> AbstractSet[Any]:
+        return set(self)
+
+    def cull(self, keys: set, all_hlg_keys: Any) -> tuple[Layer, dict]:
+        out = {k: self[k] for k in keys if k in self}
+        return MaterializedLayer(out, annotations=self.annotations), {k: set(t.dependencies) for k, t in out.items()}
 
 
 def resample(
@@ -181,8 +232,8 @@ def resample(
     ratios = tuple(b / a for a, b in zip(in_spacing, out_spacing))
     out_dtype = data.dtype if order == 0 else _COMPUTE_DTYPE
     name = "resample-" + tokenize(data.name, ratios, order, out_chunks)
-    graph = _chunk_graph(data, out_chunks, ratios, order, name)
-    hlg = HighLevelGraph.from_collections(name, graph, dependencies=[data])
+    hlg = HighLevelGraph.from_collections(name, _ResampleLayer(data, out_chunks, ratios, order, name),
+                                          dependencies=[data])
     out = da.Array(hlg, name, data.chunks[:lead] + out_chunks, dtype=out_dtype)
     return volume.replace(data=out, affine=geometry.resampled_affine(volume.affine, out_spacing))
 
