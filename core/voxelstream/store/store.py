@@ -358,7 +358,8 @@ class Store:
 
         Every dask task writes a region of whole Zarr chunks (the data is rechunked to
         such regions first, see :func:`_write_blocks`), so no chunk has two writers; the output is marked complete only after the last chunk is
-        written. ``params`` are what the skip logic compares (see :meth:`is_complete`).
+        written (computed in sections of z block rows, front to back, see :func:`_sections`).
+        ``params`` are what the skip logic compares (see :meth:`is_complete`).
         Identifying metadata (``meta["phi"]``) is dropped unless ``keep_phi``.
         With ``compute=False`` returns ``(delayed_write, finish)``: compute the first, then
         call ``finish()`` to mark the output complete.
