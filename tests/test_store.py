@@ -164,3 +164,32 @@ def test_channel_axis_round_trips(tmp_path):
     attrs = json.loads((tmp_path / "s.zarr/volumes/rgb/image/zarr.json").read_text())["attributes"]
     assert [a["name"] for a in attrs["ome"]["multiscales"][0]["axes"]] == ["c", "z", "y", "x"]
     assert zarr.open_array(str(tmp_path / "s.zarr/volumes/rgb/image/0")).chunks == (2, 2, 2, 2)
+
+
+@pytest.mark.parametrize("section_tasks", [1, 3])
+def test_sectioned_write_is_front_to_back_and_marks_complete_last(tmp_path, monkeypatch, section_tasks):
+    """With sections of a few write tasks (the 512 default rarely splits a test volume) the
+    result, the one-writer rule and the completion marker are the same."""
+    import itertools
+
+    import voxelstream.store.store as st
+
+    monkeypatch.setattr(st, "SECTION_TASKS", section_tasks)
+    monkeypatch.setattr(st, "WRITE_BLOCK_BYTES", 8 * 8 * 8 * 2)  # one chunk per task: many tasks
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    seen = []
+    real = st._write_chunk
+
+    def spy(block, root, path, token, block_info=None):
+        assert not store.is_complete("v")  # never marked complete while chunks are missing
+        seen.append(tuple(a for a, _ in block_info[0]["array-location"]))
+        return real(block, root, path, token, block_info=block_info)
+
+    monkeypatch.setattr(st, "_write_chunk", spy)
+    vol = sample_volume((20, 21, 22))
+    store.write(vol, "v", chunks=8)
+    assert store.is_complete("v")
+    assert sorted(seen) == sorted(itertools.product(range(0, 20, 8), range(0, 21, 8), range(0, 22, 8)))
+    z_order = [z for z, _, _ in seen]
+    assert z_order == sorted(z_order)  # sections run front to back along z
+    np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute())
