@@ -457,6 +457,7 @@ def test_fast_header_scan_equals_pydicom(tmp_path, monkeypatch, syntax):
     assert all(h.pixel_layout is not None for h in fast)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about a decimal IS value on purpose
 def test_files_the_fast_scan_leaves_to_pydicom_read_as_before(tmp_path, monkeypatch):
     from voxelstream_dicom import headers
 
@@ -506,6 +507,7 @@ def test_native_pixels_equal_pydicom_and_the_stored_bits(tmp_path, monkeypatch, 
     assert np.array_equal(vol.data.compute(), expected)
 
 
+@pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about an over-long LO value on purpose
 def test_native_read_notices_a_file_rewritten_after_the_scan(tmp_path):
     stored = ramp((3, 6, 5))
     _, paths = write_series(tmp_path / "s", stored)
