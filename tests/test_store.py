@@ -193,3 +193,18 @@ def test_sectioned_write_is_front_to_back_and_marks_complete_last(tmp_path, monk
     z_order = [z for z, _, _ in seen]
     assert z_order == sorted(z_order)  # sections run front to back along z
     np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute())
+
+
+def test_write_keeps_task_annotations(tmp_path):
+    """dask.annotate(resources=...) on a stage (how inference asks for a GPU worker) must
+    survive the store's graph optimisations, or distributed would ignore it."""
+    vol = sample_volume((16, 16, 16))
+    with dask.annotate(resources={"GPU": 1}):
+        data = vol.data.map_blocks(lambda b: b + 1, dtype=vol.data.dtype)
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    done, finish = store.write(vol.replace(data=data), "v", chunks=8, compute=False)
+    annotated = [layer.annotations for layer in done.__dask_graph__().layers.values() if layer.annotations]
+    assert {"resources": {"GPU": 1}} in annotated
+    dask.compute(done)
+    finish()
+    np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute() + 1)

@@ -248,7 +248,11 @@ SECTION_TASKS = 512
 def _fused(writes: da.Array) -> da.Array:
     # array optimisations now: the Delayed made by _all_in_order would skip them, leaving every
     # blockwise stage (and the write) a task of its own per chunk; fused, one task makes a
-    # chunk from its inputs and writes it (a 1.2 GB resample + window: 2 of 3 tasks fewer)
+    # chunk from its inputs and writes it (a 1.2 GB resample + window: 2 of 3 tasks fewer).
+    # Not when a layer carries dask.annotate() annotations (e.g. resources={"GPU": 1} on
+    # inference tasks): blockwise fusion drops them, and a GPU task would land on a CPU worker.
+    if any(layer.annotations for layer in writes.__dask_graph__().layers.values()):
+        return writes
     (fused,) = dask.optimize(writes)
     return fused
 
