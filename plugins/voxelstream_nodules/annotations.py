@@ -10,7 +10,7 @@ from pathlib import Path
 
 from voxelstream.errors import ReadError
 
-__all__ = ["Annotation", "read_annotations", "read_luna_table", "by_series", "UNKNOWN_DIAMETER_MM"]
+__all__ = ["Annotation", "read_annotations", "read_luna_table", "read_numeric_rows", "by_series", "UNKNOWN_DIAMETER_MM"]
 
 COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
 
@@ -58,16 +58,20 @@ def read_luna_table(path: str | Path, columns: Sequence[str], what: str) -> Iter
         yield line_no, [row[c].strip() for c in col]
 
 
+def read_numeric_rows(path: str | Path, columns: Sequence[str], what: str) -> Iterator[tuple[str, list[float]]]:
+    """``(seriesuid, numbers)`` per row of a LUNA16 table whose first column is the series
+    uid and whose other ``columns`` are numbers (a row that is not is a one-line error)."""
+    for line_no, (uid, *values) in read_luna_table(path, columns, what):
+        try:
+            numbers = [float(v) for v in values]
+        except ValueError:
+            raise ReadError(f"{path}:{line_no}: malformed row {uid},{','.join(values)}; fix or delete it") from None
+        yield uid, numbers
+
+
 def read_annotations(path: str | Path) -> list[Annotation]:
     """Read a LUNA16-style annotation CSV (CRLF or LF line endings, header row required)."""
-    out: list[Annotation] = []
-    for line_no, (uid, *numbers) in read_luna_table(path, COLUMNS, "annotations"):
-        try:
-            x, y, z, diameter = (float(v) for v in numbers)
-        except ValueError:
-            raise ReadError(f"{path}:{line_no}: malformed row {uid},{','.join(numbers)}; fix or delete it") from None
-        out.append(Annotation(uid, (x, y, z), diameter))
-    return out
+    return [Annotation(uid, (x, y, z), d) for uid, (x, y, z, d) in read_numeric_rows(path, COLUMNS, "annotations")]
 
 
 def by_series(annotations: list[Annotation]) -> dict[str, list[Annotation]]:

@@ -24,9 +24,9 @@ import numpy as np
 from scipy import ndimage
 
 from voxelstream import Volume
-from voxelstream.errors import ReadError, VoxelstreamError
+from voxelstream.errors import VoxelstreamError
 
-from .annotations import read_luna_table
+from .annotations import read_numeric_rows
 
 __all__ = [
     "Detection",
@@ -230,11 +230,4 @@ def write_detections(path: str | Path, detections: Iterable[Detection]) -> int:
 
 def read_detections(path: str | Path) -> list[Detection]:
     """Read a LUNA16 submission CSV (header required; CRLF or LF line endings)."""
-    out: list[Detection] = []
-    for line_no, (uid, *numbers) in read_luna_table(path, DETECTION_COLUMNS, "detection"):
-        try:
-            x, y, z, prob = (float(v) for v in numbers)
-        except ValueError:
-            raise ReadError(f"{path}:{line_no}: malformed row {uid},{','.join(numbers)}; fix or delete it") from None
-        out.append(Detection(uid, (x, y, z), prob))
-    return out
+    return [Detection(uid, (x, y, z), p) for uid, (x, y, z, p) in read_numeric_rows(path, DETECTION_COLUMNS, "detection")]
