@@ -16,8 +16,6 @@ in-process, page cache warm, median of ``--runs``. Also times the whole ``build_
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import platform
 import statistics
 import time
 import warnings
@@ -26,6 +24,7 @@ from pathlib import Path
 import dask
 import dask.array as da
 import numpy as np
+from benchlib import append_results
 import zarr
 
 import voxelstream
@@ -35,7 +34,7 @@ from voxelstream_nodules.annotations import Annotation
 from voxelstream_nodules.cubes import build_cubes
 from voxelstream_nodules.extract import cube_edge, cut_cube, read_cubes
 
-HERE = Path(__file__).resolve().parent
+
 
 
 def make_store(workdir: Path, scans: int, shape: tuple[int, int, int]) -> tuple[Store, list[Annotation]]:
@@ -121,14 +120,13 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if args.append:
-        head = (f"\n## Cubes: 48^3 cubes from a store vs loading each scan whole ({dt.date.today()})\n\n"
-                f"Command: `python benchmarks/bench_cubes.py --runs {args.runs} --append`  \n"
-                f"Machine: {platform.node()}: {len(__import__('os').sched_getaffinity(0))} cores, Python "
-                f"{platform.python_version()}; {args.scans} phantom scans of {tuple(args.shape)} at 1 mm, "
-                f"float32 [0, 1], 64^3 chunks (Blosc LZ4); {args.negatives} random + 3 nodule centres per "
-                f"scan; page cache warm; median of {args.runs}.\n\n")
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(head + text + "\n")
+        append_results(
+            "Cubes: 48^3 cubes from a store vs loading each scan whole",
+            f"python benchmarks/bench_cubes.py --runs {args.runs} --append",
+            f"{args.scans} phantom scans of {tuple(args.shape)} at 1 mm, float32 [0, 1], 64^3 chunks (Blosc LZ4); "
+            f"{args.negatives} random + 3 nodule centres per scan; page cache warm; median of {args.runs}.",
+            text,
+        )
 
 
 if __name__ == "__main__":

@@ -12,19 +12,17 @@ Zarr, forward + backward + AdamW update) and the first epoch's time.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import statistics
 from pathlib import Path
 
 import numpy as np
+from benchlib import append_results
 
 from voxelstream_nodules.cubeset import CubeRecord, CubeSet
 from voxelstream_nodules.options import TrainOptions
 from voxelstream_nodules.train import train
 
-HERE = Path(__file__).resolve().parent
+
 
 
 def toy_cubes(path: Path, edge: int, n: int) -> None:
@@ -64,13 +62,13 @@ def main() -> None:
     text = "\n".join(rows)
     print(text)
     if args.append:
-        head = (f"\n## Training throughput on the CPU ({dt.date.today()})\n\n"
-                f"Command: `python benchmarks/bench_train.py --append`  \n"
-                f"Machine: {platform.node()}: {len(os.sched_getaffinity(0))} cores, Python {platform.python_version()}; "
-                f"VGG-like 3-D CNN (2 blocks of two 3x3x3 convs, conv head), AdamW, batches streamed from the "
-                f"Zarr cube set; median over epochs 2-{args.epochs}.\n\n")
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(head + text + "\n")
+        append_results(
+            "Training throughput on the CPU",
+            "python benchmarks/bench_train.py --append",
+            "VGG-like 3-D CNN (2 blocks of two 3x3x3 convs, conv head), AdamW, batches streamed from the "
+            f"Zarr cube set; median over epochs 2-{args.epochs}.",
+            text,
+        )
 
 
 if __name__ == "__main__":

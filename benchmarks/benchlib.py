@@ -6,6 +6,7 @@ Each measured run happens in its own process so that peak RSS (``ru_maxrss`` fro
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import platform
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 GIB = 2**30
 
@@ -60,3 +62,11 @@ def machine() -> str:
         pass
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / GIB
     return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def append_results(title: str, command: str, notes: str, body: str) -> None:
+    """Append a section to ``benchmarks/RESULTS.md``: title with today's date, the command,
+    this machine, ``notes`` on the setup, then ``body`` (a Markdown table)."""
+    with open(Path(__file__).with_name("RESULTS.md"), "a") as fh:
+        fh.write(f"\n## {title} ({dt.date.today()})\n\nCommand: `{command}`  \nMachine: {machine()}; "
+                 f"{notes}\n\n{body}\n")

@@ -65,8 +65,6 @@ def read_model_json(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
 def load_model(model_dir: str | os.PathLike[str]) -> Any:
     """Rebuild the model saved in ``model_dir`` by its registered name and restore its
     weights; returned in eval mode (running statistics, no dropout)."""
-    from flax import nnx
-
     doc = read_model_json(model_dir)
     spec = get_model_spec(doc["model"])
     model = spec.build(doc.get("config", {}), seed=0)

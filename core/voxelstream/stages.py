@@ -6,7 +6,6 @@ import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import dask.array as da
 import numpy as np
 
 from .specs import StageSpec

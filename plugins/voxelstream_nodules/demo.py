@@ -166,7 +166,7 @@ def _print_table(summary: list[dict], seconds: float, out: Path, models: list[Pa
     console.print()
     console.print(table)
     console.print("columns @1/8..@8: sensitivity at that many false positives per scan; FP/scan: all "
-                  f"detections above the threshold that hit no nodule, per scan")
+                  "detections above the threshold that hit no nodule, per scan")
     console.print(f"done in {seconds / 60:.1f} min. Pictures: {out / 'froc_rounds.png'}, "
                   f"{out / 'probability_overlay_round0.png'}, {out / 'probability_overlay_round1.png'}, "
                   + ", ".join(str(m / 'training_curve.png') for m in models))
