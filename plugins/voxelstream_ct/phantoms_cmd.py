@@ -20,7 +20,7 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .phantom import generate_dataset  # rendering needs scipy etc.: import only when asked
+    from .phantom_datasets import generate_dataset  # rendering needs scipy etc.: import only when asked
 
     csv = generate_dataset(Path(args.out), args.n, seed=args.seed, write_format=args.format)
     print(f"{args.n} phantom scans ({args.format}) and {csv.name} written to {args.out}")
