@@ -229,5 +229,11 @@ def write_detections(path: str | Path, detections: Iterable[Detection]) -> int:
 
 
 def read_detections(path: str | Path) -> list[Detection]:
-    """Read a LUNA16 submission CSV (header required; CRLF or LF line endings)."""
-    return [Detection(uid, (x, y, z), p) for uid, (x, y, z, p) in read_numeric_rows(path, DETECTION_COLUMNS, "detection")]
+    """Read a LUNA16 submission CSV (header required; CRLF or LF line endings); finite
+    coordinates and probabilities in ``[0, 1]``, else a ``ReadError`` naming the line."""
+    rows = read_numeric_rows(path, DETECTION_COLUMNS, "detection", _probability_in_unit_range)
+    return [Detection(uid, (x, y, z), p) for uid, (x, y, z, p) in rows]
+
+
+def _probability_in_unit_range(numbers: list[float]) -> str | None:
+    return None if 0.0 <= numbers[3] <= 1.0 else f"probability {numbers[3]:g} is outside [0, 1]"

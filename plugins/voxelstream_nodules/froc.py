@@ -43,7 +43,7 @@ import numpy as np
 
 from voxelstream.errors import ReadError, VoxelstreamError
 
-from .annotations import Annotation
+from .annotations import Annotation, read_table_text
 from .detection import Detection
 
 __all__ = [
@@ -275,10 +275,7 @@ def read_series_list(path: str | Path) -> list[str]:
     """Series uids, one per line (``seriesuids.csv``: first column; an optional
     ``seriesuid`` header; CRLF or LF)."""
     p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8-sig").splitlines()
-    except OSError as exc:
-        raise ReadError(f"{p}: cannot read the series list ({exc.strerror}); check the path") from None
+    lines = read_table_text(p, "series list").splitlines()
     uids = [ln.split(",")[0].strip() for ln in lines]
     uids = [u for u in uids if u]
     if uids and uids[0].lower() == "seriesuid":

@@ -7,10 +7,10 @@ import csv
 from pathlib import Path
 
 from voxelstream import CommandSpec, open_store
-from voxelstream.errors import ReadError, VoxelstreamError
+from voxelstream.errors import VoxelstreamError
 from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
 
-from .annotations import read_luna_table
+from .annotations import finite_number, read_luna_table, read_table_text
 from .eval_commands import PROB_OUTPUT
 from .inference import DEFAULT_TILE, infer_store
 
@@ -85,16 +85,13 @@ def read_points_table(path: str | Path) -> tuple[list[str], list[list[str]], lis
     """``(header, rows, points)`` of a CSV with at least ``seriesuid,coordX,coordY,coordZ``
     (CRLF or LF): every column kept as text in ``rows``, and the parsed world points."""
     next(read_luna_table(path, POINT_COLUMNS, "points"), None)  # checks the file and its header
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
+    header = [h.strip() for h in next(csv.reader(read_table_text(path, "points").splitlines()), [])]
     coords = [header.index(c) for c in POINT_COLUMNS]
     rows, points = [], []
     for line_no, values in read_luna_table(path, header, "points"):
         uid, *xyz = (values[i] for i in coords)
-        try:
-            world = (float(xyz[0]), float(xyz[1]), float(xyz[2]))
-        except ValueError:
-            raise ReadError(f"{path}:{line_no}: coordinates {','.join(xyz)!r} are not numbers; fix or delete the row") from None
+        x, y, z = (finite_number(v, f"{path}:{line_no}", c) for v, c in zip(xyz, POINT_COLUMNS[1:]))
+        world = (x, y, z)
         points.append((uid, world))
         rows.append(values)
     return header, rows, points
