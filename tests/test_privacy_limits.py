@@ -1,0 +1,105 @@
+"""core helpers: printable() escapes what a terminal would act on; source_origin() records no
+path unless asked; check_output_size() refuses absurd outputs with a message naming the cause."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voxelstream.limits import OutputTooLargeError, check_output_size, format_bytes, parse_bytes
+from voxelstream.privacy import printable, salted_hash, source_origin
+
+
+@pytest.mark.parametrize("raw, shown", [
+    ("1.2.840.113619.2.55", "1.2.840.113619.2.55"),
+    ("a\x1b[2J\x1b]0;owned\x07b", "a\\x1b[2J\\x1b]0;owned\\x07b"),
+    ("line1\nline2\r", "line1\\nline2\\r".replace("\\n", "\\x0a").replace("\\r", "\\x0d")),
+    ("evil\u202etxt.exe", "evil\\u202etxt.exe"),
+    ("x\x7fy\x9bz", "x\\x7fy\\x9bz"),
+    ("Müller/Ωmega 東京", "Müller/Ωmega 東京"),
+])
+def test_printable_escapes_only_what_a_terminal_acts_on(raw: str, shown: str) -> None:
+    assert printable(raw) == shown
+    assert all(ch.isprintable() for ch in printable(raw))
+
+
+def test_salted_hash_is_hmac_sha256_of_the_text() -> None:
+    salt = b"s3cret"
+    expected = hmac.new(salt, b"/data/DOE^JOHN/123", hashlib.sha256).hexdigest()[:32]
+    assert salted_hash("/data/DOE^JOHN/123", salt) == f"hmac-sha256:{expected}"
+    assert salted_hash("/data/DOE^JOHN/123", b"other") != salted_hash("/data/DOE^JOHN/123", salt)
+
+
+def test_source_origin_records_no_path_unless_kept(tmp_path: Path) -> None:
+    folder = tmp_path / "DOE^JANE_MRN12345"
+    folder.mkdir()
+    files = []
+    for k, n in enumerate((10, 20, 35)):
+        f = folder / f"s{k}.dcm"
+        f.write_bytes(b"x" * n)
+        files.append(f)
+    rec = source_origin("dicom", folder, files, salt=b"k")
+    assert rec == {"reader": "dicom", "source_hash": salted_hash(str(folder), b"k"), "files": 3, "bytes": 65}
+    assert "DOE" not in repr(rec) and "MRN" not in repr(rec)
+    kept = source_origin("dicom", folder, files, keep_phi=True, salt=b"k")
+    assert kept["source"] == str(folder)
+    # relative and absolute spellings of one input hash alike
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path)
+        assert source_origin("dicom", folder.name, salt=b"k")["source_hash"] == rec["source_hash"]
+    finally:
+        os.chdir(cwd)
+
+
+def test_default_salt_is_private_and_stable(tmp_path: Path) -> None:
+    code = "from voxelstream.privacy import salted_hash; print(salted_hash('/x'))"
+    env = {**os.environ, "XDG_CONFIG_HOME": str(tmp_path)}
+    env.pop("VOXELSTREAM_SALT", None)
+    runs = [subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+            for _ in range(2)]
+    assert runs[0] == runs[1] and runs[0].startswith("hmac-sha256:")
+    salt_file = tmp_path / "voxelstream" / "salt"
+    assert oct(salt_file.stat().st_mode & 0o777) == "0o600" and len(bytes.fromhex(salt_file.read_text())) == 32
+    env2 = {**env, "XDG_CONFIG_HOME": str(tmp_path / "other")}
+    other = subprocess.run([sys.executable, "-c", code], env=env2, capture_output=True, text=True, check=True).stdout
+    assert other != runs[0]
+
+
+def test_output_limit_names_cause_and_size() -> None:
+    # 0.01 mm from a 300 x 300 x 186 mm field of view: 30000 x 30000 x 18600 float32 voxels
+    shape = (18600, 30000, 30000)
+    with pytest.raises(OutputTooLargeError) as err:
+        check_output_size(shape, np.float32, cause="--spacing 0.01 0.01 0.01")
+    msg = str(err.value)
+    nbytes = 18600 * 30000 * 30000 * 4  # 66.96 TB
+    assert msg.startswith(f"--spacing 0.01 0.01 0.01 would write {nbytes / 1e12:.3g} TB") and "\n" not in msg
+    assert check_output_size((512, 512, 400), np.int16, cause="x") == 512 * 512 * 400 * 2
+    with pytest.raises(OutputTooLargeError, match="would write 2 kB"):
+        check_output_size((1000,), np.int16, cause="x", limit="1kB")
+
+
+def test_limit_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VOXELSTREAM_MAX_OUTPUT_BYTES", "1MiB")
+    check_output_size((512, 1024), np.uint16, cause="x")  # exactly 1 MiB passes
+    with pytest.raises(OutputTooLargeError):
+        check_output_size((512, 1025), np.uint16, cause="x")
+    monkeypatch.setenv("VOXELSTREAM_MAX_OUTPUT_BYTES", "lots")
+    with pytest.raises(OutputTooLargeError, match="VOXELSTREAM_MAX_OUTPUT_BYTES: 'lots' is not a size"):
+        check_output_size((1,), np.uint8, cause="x")
+
+
+@pytest.mark.parametrize("text, n", [("500GB", 500 * 10**9), ("2TiB", 2 * 2**40), ("1e6", 10**6), (" 3 mb ", 3 * 10**6)])
+def test_parse_bytes(text: str, n: int) -> None:
+    assert parse_bytes(text) == n
+
+
+def test_format_bytes() -> None:
+    assert [format_bytes(v) for v in (0, 999, 1000, 6.7e12, 123.4e6)] == ["0 B", "999 B", "1 kB", "6.7 TB", "123 MB"]
