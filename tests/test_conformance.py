@@ -37,7 +37,7 @@ def test_whole_volume_stage_is_caught():
         d = volume.data.astype(np.float32)
         return volume.replace(data=d / d.max())
 
-    with pytest.raises(AssertionError, match="materialises the whole volume"):
+    with pytest.raises(AssertionError, match="materialises the whole image"):
         check_stage(StageSpec("norm", global_norm))
 
 
@@ -53,7 +53,7 @@ def test_nondeterministic_stage_is_caught():
 
 def test_dropped_meta_and_changed_direction_are_caught():
     def forget(volume):
-        return vs.Volume.from_itk_geometry(volume.data, spacing=volume.spacing, origin_xyz=volume.origin)
+        return vs.Volume.from_array(volume.data, spacing=volume.spacing, origin=volume.origin, channel_axis=0)
 
     with pytest.raises(AssertionError, match="direction cosines changed.*meta keys dropped"):
         check_stage(StageSpec("forget", forget))

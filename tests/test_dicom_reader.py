@@ -120,14 +120,14 @@ def sitk_read(folder: Path) -> sitk.Image:
 def assert_matches_sitk(vol: voxelstream.Volume, img: sitk.Image, *, n_points: int = 200) -> None:
     """Spacing, index->world on many (fractional) points, and every voxel value."""
     assert np.allclose(vol.spacing, img.GetSpacing()[::-1], atol=1e-5)
-    shape = np.asarray(vol.shape)
+    shape = np.asarray(vol.spatial_shape)
     corners = np.array(np.meshgrid(*[[0, n - 1] for n in shape], indexing="ij")).reshape(3, -1).T
     pts = np.random.default_rng(1).uniform(-0.5, 1, size=(n_points, 3)) * (shape - 1)
     pts = np.concatenate([corners, pts])
     ours = vol.index_to_world(pts)
     theirs = np.array([img.TransformContinuousIndexToPhysicalPoint([float(v) for v in p[::-1]]) for p in pts])
     assert np.allclose(ours, theirs, atol=1e-4)
-    assert np.allclose(vol.data.compute(), sitk.GetArrayFromImage(img), atol=1e-3)
+    assert np.allclose(vol.data[0].compute(), sitk.GetArrayFromImage(img), atol=1e-3)
 
 
 def error_text(exc: pytest.ExceptionInfo) -> str:
@@ -160,8 +160,9 @@ def test_slices_ordered_by_position_not_name_or_instance_number(tmp_path):
     write_series(tmp_path / "s", stored, direction=d, names=names, instance_numbers=instance_numbers,
                  origin=(0.0, 0.0, 50.0), spacing=(3.0, 1.0, 1.0))
     vol = voxelstream.read(tmp_path / "s")
-    assert np.array_equal(vol.data.compute(), stored.astype(np.int32) - 1024)
-    assert np.allclose(vol.origin, (0.0, 0.0, 50.0))
+    assert np.array_equal(vol.data[0].compute(), stored.astype(np.int32) - 1024)
+    assert np.allclose(vol.index_to_world([0, 0, 0]), (0.0, 0.0, 50.0))  # LPS (x, y, z)
+    assert np.allclose(vol.origin, (50.0, 0.0, 0.0))  # the same point in array order (z, y, x)
     # the z index axis walks along the normal cross(row, col) = (0, 0, -1)
     assert np.allclose(vol.index_to_world([6, 0, 0]), (0.0, 0.0, 50.0 - 18.0))
 
@@ -173,12 +174,12 @@ def test_rescale_applied_per_slice_and_dtype_follows_the_range(tmp_path):
     vol = voxelstream.read(tmp_path / "int")
     expected = stored * np.array(slopes)[:, None, None] + np.array(intercepts)[:, None, None]
     assert vol.data.dtype == np.int16  # 12 bits signed, slope <= 3: inside int16
-    assert np.array_equal(vol.data.compute(), expected)
+    assert np.array_equal(vol.data[0].compute(), expected)
 
     write_series(tmp_path / "float", stored, slopes=[0.5, 1.0, 1.0, 1.0], intercepts=[-1024.5] * 4)
     vol = voxelstream.read(tmp_path / "float")
     assert vol.data.dtype == np.float32
-    assert np.allclose(vol.data.compute()[0], stored[0] * 0.5 - 1024.5)
+    assert np.allclose(vol.data[0].compute()[0], stored[0] * 0.5 - 1024.5)
 
     # 16 stored bits, unsigned, with intercept -1024 can reach 64511: does not fit int16,
     # so a non-HU modality gets float32 ...
@@ -191,7 +192,7 @@ def test_rescale_applied_per_slice_and_dtype_follows_the_range(tmp_path):
     vol = voxelstream.read(tmp_path / "ct")
     assert vol.data.dtype == np.int16
     expected = np.clip(wide.astype(np.int32) - 1024, -32768, 32767)
-    assert np.array_equal(vol.data.compute(), expected) and expected[0, 0, 0] == 32767
+    assert np.array_equal(vol.data[0].compute(), expected) and expected[0, 0, 0] == 32767
 
 
 def test_meta_describes_the_series_without_phi(tmp_path):
@@ -208,7 +209,7 @@ def test_meta_describes_the_series_without_phi(tmp_path):
 def test_single_slice_series_uses_slice_thickness(tmp_path):
     write_series(tmp_path / "s", ramp((1, 4, 4)), spacing=(5.0, 1.0, 1.0))
     vol = voxelstream.read(tmp_path / "s")
-    assert vol.shape == (1, 4, 4) and vol.spacing[0] == 5.0
+    assert vol.shape == (1, 1, 4, 4) and vol.spacing[0] == 5.0
 
 
 @pytest.mark.parametrize("syntax", ["implicit-little", "deflated", "rle"])
@@ -216,7 +217,7 @@ def test_other_transfer_syntaxes_decode(tmp_path, syntax):
     phantom = pytest.importorskip("voxelstream_ct.phantom", reason="the ct plugin's phantom is not installed")
     ph = phantom.make_ct_phantom((4, 64, 64), (2.5, 0.8, 0.8), seed=3, n_nodules=0, n_distractors=0)
     phantom.write_dicom_series(ph, tmp_path, transfer_syntax=syntax)
-    assert np.array_equal(voxelstream.read(tmp_path).data.compute(), ph.hu)
+    assert np.array_equal(voxelstream.read(tmp_path).data[0].compute(), ph.hu)
 
 
 # -- laziness ---------------------------------------------------------------------------------
@@ -237,13 +238,13 @@ def test_volume_is_lazy_and_streamed_in_slabs(tmp_path, monkeypatch):
     (src,) = [s for s in voxelstream.discover([tmp_path / "s"]) if isinstance(s, Source)]
     vol = src.open()
     assert calls == []  # building the volume read no pixel data
-    assert vol.data.numblocks[0] == 3  # one task per slab of slices
-    first = vol.data[:2].compute()
+    assert vol.data.numblocks[1] == 3  # one task per slab of slices
+    first = vol.data[0, :2].compute()
     assert len(calls) == pixels.SLAB_SLICES  # one slab, not the volume
     assert np.array_equal(first, stored[:2] - 1024)
     # dask.distributed workers rebuild volumes from a pickled Source.open
     again = pickle.loads(pickle.dumps(src.open))()
-    assert np.array_equal(again.data.compute(), stored - 1024)
+    assert np.array_equal(again.data[0].compute(), stored - 1024)
 
 
 # -- real data --------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_two_series_in_one_folder(tmp_path):
     with pytest.raises(ReadError) as exc:
         voxelstream.read(tmp_path)
     assert uid_a in error_text(exc) and uid_b in error_text(exc)
-    assert voxelstream.read(tmp_path, volume_id=uid_b).shape == (4, 4, 4)
+    assert voxelstream.read(tmp_path, volume_id=uid_b).shape == (1, 4, 4, 4)
 
 
 def test_missing_slice_names_the_gap(tmp_path):
@@ -400,7 +401,7 @@ def test_dicom_magic_claims_files_without_suffix(tmp_path):
     _, paths = write_series(tmp_path / "s", ramp((3, 4, 4)))
     for p in paths:
         p.rename(p.with_suffix(""))
-    assert voxelstream.read(tmp_path / "s").shape == (3, 4, 4)
+    assert voxelstream.read(tmp_path / "s").shape == (1, 3, 4, 4)
 
 
 # -- fast paths: headers parsed from bytes, native pixels read directly; pydicom is the reference --
@@ -475,7 +476,7 @@ def test_files_the_fast_scan_leaves_to_pydicom_read_as_before(tmp_path, monkeypa
     assert [headers._scan_plain(p) for p in paths] == [None, None, None]
     assert [headers.scan_file(p) for p in paths] == _pydicom_scan(paths, monkeypatch)
     assert headers.scan_file(paths[0]).manufacturer == "Müller Medizintechnik"
-    assert voxelstream.read(tmp_path / "s").shape == (3, 4, 4)
+    assert voxelstream.read(tmp_path / "s").shape == (1, 3, 4, 4)
 
 
 @pytest.mark.parametrize("syntax", [ExplicitVRLittleEndian, pydicom.uid.ImplicitVRLittleEndian])
@@ -504,7 +505,7 @@ def test_native_pixels_equal_pydicom_and_the_stored_bits(tmp_path, monkeypatch, 
         raise AssertionError("pixel data decoded by pydicom, not read natively")
 
     monkeypatch.setattr(pydicom, "dcmread", no_pydicom)
-    assert np.array_equal(vol.data.compute(), expected)
+    assert np.array_equal(vol.data[0].compute(), expected)
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about an over-long LO value on purpose
@@ -519,7 +520,7 @@ def test_native_read_notices_a_file_rewritten_after_the_scan(tmp_path):
         ds.PixelData = changed.tobytes()
 
     _resave(paths[1], rewrite)
-    got = vol.data.compute()
+    got = vol.data[0].compute()
     assert np.array_equal(got[1], changed - 1024) and np.array_equal(got[[0, 2]], stored[[0, 2]] - 1024)
 
 
@@ -563,7 +564,7 @@ def test_ingest_reports_a_bad_input_and_finishes_the_others(tmp_path, capsys):
     status = cli_main(["ingest", str(tmp_path / "bad"), str(tmp_path / "good"), "--store", str(tmp_path / "s.zarr")])
     out, err = capsys.readouterr()
     assert status == 1
-    assert out.strip().splitlines() == [f"{uid}\t5x6x7"]
+    assert out.strip().splitlines() == [f"{uid}\t1x5x6x7"]
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: {tmp_path / 'bad'}: series {bad_uid}: slice002.dcm: ")
     assert "truncated" in line

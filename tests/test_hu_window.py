@@ -20,7 +20,8 @@ def ramp() -> np.ndarray:
 
 
 def _expected(hu: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return (np.minimum(np.maximum(hu.astype(np.float64), lo), hi) - lo) / (hi - lo)
+    """The window by hand, channel-first like the stage's output."""
+    return ((np.minimum(np.maximum(hu.astype(np.float64), lo), hi) - lo) / (hi - lo))[None]
 
 
 @pytest.mark.parametrize(("preset", "lo", "hi"), [

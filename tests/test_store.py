@@ -22,7 +22,7 @@ def test_round_trip_keeps_data_geometry_and_meta(tmp_path):
     np.testing.assert_array_equal(back.data.compute(), vol.data.compute())
     np.testing.assert_allclose(back.affine, vol.affine)
     assert back.meta["modality"] == "TEST"
-    assert back.data.chunksize == (8, 8, 8)  # one dask chunk per zarr chunk
+    assert back.data.chunksize == (1, 8, 8, 8)  # one dask chunk per zarr chunk (channel axis whole)
     assert vs_store.volume_ids() == ["scan-1"]
 
 
@@ -34,11 +34,12 @@ def test_ome_zarr_reader_sees_scale_and_translation(tmp_path):
     store = vol.to_zarr(tmp_path / "s.zarr", "v")
     node = next(iter(Reader(parse_url(str(store.path / store.image_path("v"))))()))
     (scale, trans), = node.metadata["coordinateTransformations"]
-    assert scale == {"type": "scale", "scale": [2.5, 0.7, 0.8]}
-    # OME axes are (z, y, x): the translation is the LPS origin reversed
-    assert trans == {"type": "translation", "translation": [-300.0, 20.0, -10.0]}
-    assert [a["name"] for a in node.metadata["axes"]] == ["z", "y", "x"]
-    assert node.data[0].shape == (5, 6, 7)
+    assert scale == {"type": "scale", "scale": [1.0, 2.5, 0.7, 0.8]}
+    # OME axes are (c, z, y, x): the translation is the LPS origin reversed
+    assert trans == {"type": "translation", "translation": [0.0, -300.0, 20.0, -10.0]}
+    assert [a["name"] for a in node.metadata["axes"]] == ["c", "z", "y", "x"]
+    assert [a.get("unit") for a in node.metadata["axes"]] == [None, "millimeter", "millimeter", "millimeter"]
+    assert node.data[0].shape == (1, 5, 6, 7)
 
 
 def test_incomplete_output_is_not_served_and_rewrite_completes(tmp_path, monkeypatch):
@@ -78,13 +79,13 @@ def test_every_chunk_has_exactly_one_writer(tmp_path, monkeypatch):
     real = st._write_chunk
 
     def spy(block, root, path, token, block_info=None):
-        regions.append(tuple(tuple(r) for r in block_info[0]["array-location"]))
+        regions.append(tuple(tuple(r) for r in block_info[0]["array-location"])[1:])  # spatial
         return real(block, root, path, token, block_info=block_info)
 
     monkeypatch.setattr(st, "_write_chunk", spy)
     monkeypatch.setattr(st, "WRITE_BLOCK_BYTES", 8 * 8 * 16 * 2)  # two chunks of int16 per task
     vol = sample_volume((20, 21, 22))
-    vol = vol.replace(data=vol.data.rechunk((3, 7, 5)))  # misaligned on purpose
+    vol = vol.replace(data=vol.data.rechunk((1, 3, 7, 5)))  # misaligned on purpose
     vs.open_store(tmp_path / "s.zarr", create=True).write(vol, "v", chunks=8)
     writers = {}
     for region in regions:
@@ -182,7 +183,7 @@ def test_sectioned_write_is_front_to_back_and_marks_complete_last(tmp_path, monk
 
     def spy(block, root, path, token, block_info=None):
         assert not store.is_complete("v")  # never marked complete while chunks are missing
-        seen.append(tuple(a for a, _ in block_info[0]["array-location"]))
+        seen.append(tuple(a for a, _ in block_info[0]["array-location"])[1:])  # spatial (after c)
         return real(block, root, path, token, block_info=block_info)
 
     monkeypatch.setattr(st, "_write_chunk", spy)

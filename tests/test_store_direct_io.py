@@ -32,14 +32,14 @@ def test_written_chunk_files_are_the_ones_zarr_writes(tmp_path, dtype):
     a[:8, :8, :8] = 0  # a chunk of fill value only: zarr does not store it
     a[16:, 16:, 16:] = 0  # an edge chunk of fill value only
     store = vs.open_store(tmp_path / "s.zarr", create=True)
-    store.write(vs.Volume(da.from_array(a, chunks=(8, 16, 8)), np.eye(4), {}), "v", chunks=8)
-    ref = zarr.create_array(tmp_path / "ref.zarr", shape=a.shape, chunks=(8, 8, 8), dtype=a.dtype,
+    store.write(vs.Volume.from_array(da.from_array(a, chunks=(8, 16, 8))), "v", chunks=8)
+    ref = zarr.create_array(tmp_path / "ref.zarr", shape=(1, *a.shape), chunks=(1, 8, 8, 8), dtype=a.dtype,
                             compressors=st.default_compressor(), fill_value=0)
-    ref[:] = a
+    ref[:] = a[None]
     ours = _chunk_files(tmp_path / "s.zarr" / "volumes" / "v" / "image" / "0")
     assert ours == _chunk_files(tmp_path / "ref.zarr")
     assert len(ours) == 27 - 2
-    np.testing.assert_array_equal(zarr.open_array(tmp_path / "s.zarr", path="volumes/v/image/0")[:], a)
+    np.testing.assert_array_equal(zarr.open_array(tmp_path / "s.zarr", path="volumes/v/image/0")[0], a)
 
 
 def test_direct_reads_match_numpy_for_any_slices(tmp_path):
@@ -47,17 +47,17 @@ def test_direct_reads_match_numpy_for_any_slices(tmp_path):
     a = rng.integers(-1000, 1000, (19, 23, 17)).astype(np.int16)
     a[:8] = 0
     store = vs.open_store(tmp_path / "s.zarr", create=True)
-    store.write(vs.Volume(da.from_array(a, chunks=8), np.eye(4), {}), "v", chunks=8)
+    store.write(vs.Volume.from_array(da.from_array(a, chunks=8)), "v", chunks=8)
     arr = zarr.open_array(tmp_path / "s.zarr", path="volumes/v/image/0", mode="r")
     reader = st._ChunkReader(arr, st._plain_blosc(arr))
     for _ in range(30):
         lo = [int(rng.integers(0, n)) for n in a.shape]
         sel = tuple(slice(l, int(rng.integers(l + 1, n + 1))) for l, n in zip(lo, a.shape))
-        np.testing.assert_array_equal(reader[sel], a[sel])
-    whole = reader[8:16, 8:16, 0:8]
+        np.testing.assert_array_equal(reader[(slice(0, 1), *sel)][0], a[sel])
+    whole = reader[0:1, 8:16, 8:16, 0:8]
     whole[...] = 7  # a chunk handed to dask is its own writable array
-    np.testing.assert_array_equal(reader[8:16, 8:16, 0:8], a[8:16, 8:16, 0:8])
-    np.testing.assert_array_equal(store.open("v").data[3:17, 5:20, 1:16].compute(), a[3:17, 5:20, 1:16])
+    np.testing.assert_array_equal(reader[0:1, 8:16, 8:16, 0:8][0], a[8:16, 8:16, 0:8])
+    np.testing.assert_array_equal(store.open("v").data[0, 3:17, 5:20, 1:16].compute(), a[3:17, 5:20, 1:16])
 
 
 def test_other_layouts_go_through_zarr(tmp_path):

@@ -1,10 +1,11 @@
-"""Index <-> world geometry.
+"""Index <-> world geometry for images with 2 or 3 spatial axes.
 
-The one convention used everywhere: an *index* is ``(z, y, x)`` in array-axis order and
-names the centre of a voxel (ITK convention: index ``(0, 0, 0)`` sits at the origin). A
-*world* point is ``(x, y, z)`` in millimetres in the patient's LPS frame, as in DICOM, ITK
-and LUNA16's tables. A 4x4 ``affine`` maps homogeneous ``(z, y, x, 1)`` to ``(x, y, z, 1)``;
-its first three columns are the world steps of one voxel along z, y and x.
+The one convention used everywhere: an *index* lists the spatial axes in array order
+(``(z, y, x)`` or ``(y, x)``) and names the centre of a pixel/voxel (ITK convention: index 0
+sits at the origin). A *world* point lists the same axes reversed, ``(x, y, z)`` or
+``(x, y)``, as ITK, DICOM and LUNA16's tables do (3-D: millimetres in the patient's LPS
+frame). An ``(n+1) x (n+1)`` ``affine`` maps homogeneous ``(index, 1)`` to ``(world, 1)``;
+its first ``n`` columns are the world steps of one voxel along the index axes.
 """
 
 from __future__ import annotations
@@ -19,81 +20,100 @@ __all__ = [
     "index_to_world",
     "world_to_index",
     "spacing_of",
+    "spatial_ndim_of",
     "resampled_affine",
 ]
 
 
+def spatial_ndim_of(affine: np.ndarray) -> int:
+    """The number of spatial axes an affine describes (its size minus one)."""
+    return int(np.asarray(affine).shape[0]) - 1
+
+
 def affine_from_itk(
-    origin_xyz: Sequence[float],
-    spacing_zyx: Sequence[float],
+    origin_world: Sequence[float],
+    spacing: Sequence[float],
     direction: np.ndarray | Sequence[float] | None = None,
 ) -> np.ndarray:
     """Build the affine from ITK-style geometry.
 
-    ``direction`` is ITK's 3x3 direction matrix (row-major if flat): its columns are the
-    world directions of the x (column), y (row) and z (slice) index axes, as returned by
-    ``sitk.Image.GetDirection()``.
+    ``spacing`` is in array order (``(z, y, x)`` / ``(y, x)``); ``origin_world`` is the world
+    point of index 0 in world order (``(x, y, z)`` / ``(x, y)``), as ITK's ``GetOrigin``;
+    ``direction`` is ITK's ``n x n`` direction matrix (row-major if flat): its columns are
+    the world directions of the x (column), y (row) and z (slice) index axes, as
+    ``sitk.Image.GetDirection()`` returns it.
     """
-    d = np.eye(3) if direction is None else np.asarray(direction, dtype=float).reshape(3, 3)
-    sz, sy, sx = (float(s) for s in spacing_zyx)
-    a = np.eye(4)
-    # index axis order is (z, y, x) while ITK's direction columns are (x, y, z)
-    a[:3, 0] = d[:, 2] * sz
-    a[:3, 1] = d[:, 1] * sy
-    a[:3, 2] = d[:, 0] * sx
-    a[:3, 3] = np.asarray(origin_xyz, dtype=float)
+    sp = [float(s) for s in spacing]
+    n = len(sp)
+    if n not in (2, 3):
+        raise ValueError(f"spacing must have 2 or 3 values (one per spatial axis), got {list(spacing)}")
+    org = np.asarray(origin_world, dtype=float).ravel()
+    if org.shape != (n,):
+        raise ValueError(f"origin must have {n} values (one per spatial axis), got {list(origin_world)}")
+    d = np.eye(n) if direction is None else np.asarray(direction, dtype=float).reshape(n, n)
+    a = np.eye(n + 1)
+    # index axis j (array order) is ITK axis n-1-j (ITK's columns are x, y, z)
+    for j in range(n):
+        a[:n, j] = d[:, n - 1 - j] * sp[j]
+    a[:n, n] = org
     return a
 
 
-def spacing_of(affine: np.ndarray) -> tuple[float, float, float]:
-    """Voxel spacing in mm, ``(z, y, x)``: the lengths of the affine's first three columns."""
-    n = np.linalg.norm(np.asarray(affine, dtype=float)[:3, :3], axis=0)
+def spacing_of(affine: np.ndarray) -> tuple[float, ...]:
+    """Voxel spacing in array order: the lengths of the affine's first ``n`` columns."""
+    a = np.asarray(affine, dtype=float)
+    n = spatial_ndim_of(a)
+    lengths = np.linalg.norm(a[:n, :n], axis=0)
     # rounded: the norm of a rotated column carries float noise (0.7999999999999998)
-    return tuple(round(float(v), 9) for v in n)  # type: ignore[return-value]
+    return tuple(round(float(v), 9) for v in lengths)
 
 
 def affine_to_itk(affine: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...], tuple[float, ...]]:
-    """Inverse of :func:`affine_from_itk`: ``(origin_xyz, spacing_xyz, direction_flat)``
+    """Inverse of :func:`affine_from_itk`: ``(origin_world, spacing_itk_order, direction_flat)``
     ready for ``sitk.Image.SetOrigin/SetSpacing/SetDirection``."""
     a = np.asarray(affine, dtype=float)
-    sz, sy, sx = spacing_of(a)
-    d = np.stack([a[:3, 2] / sx, a[:3, 1] / sy, a[:3, 0] / sz], axis=1)
-    return tuple(a[:3, 3]), (sx, sy, sz), tuple(d.ravel())
+    n = spatial_ndim_of(a)
+    sp = spacing_of(a)
+    d = np.stack([a[:n, n - 1 - k] / sp[n - 1 - k] for k in range(n)], axis=1)
+    return tuple(float(v) for v in a[:n, n]), tuple(sp[::-1]), tuple(float(v) for v in d.ravel())
 
 
-def _points(points: np.ndarray | Sequence, what: str) -> tuple[np.ndarray, bool]:
+def _points(points: np.ndarray | Sequence, n: int, what: str) -> tuple[np.ndarray, bool]:
     p = np.asarray(points, dtype=float)
     single = p.ndim == 1
     p = np.atleast_2d(p)
-    if p.shape[-1] != 3 or p.ndim != 2:
-        raise ValueError(f"{what} must have shape (3,) or (N, 3), got {np.shape(points)}")
+    if p.ndim != 2 or p.shape[-1] != n:
+        raise ValueError(f"{what} must have shape ({n},) or (N, {n}), got {np.shape(points)}")
     return p, single
 
 
-def index_to_world(affine: np.ndarray, points_zyx: np.ndarray | Sequence) -> np.ndarray:
-    """Map index points ``(N, 3)`` in ``(z, y, x)`` to world ``(N, 3)`` in ``(x, y, z)`` mm."""
-    p, single = _points(points_zyx, "index points")
+def index_to_world(affine: np.ndarray, points: np.ndarray | Sequence) -> np.ndarray:
+    """Map index points ``(N, n)`` in array order to world points ``(N, n)`` in world order."""
     a = np.asarray(affine, dtype=float)
-    out = p @ a[:3, :3].T + a[:3, 3]
+    n = spatial_ndim_of(a)
+    p, single = _points(points, n, "index points")
+    out = p @ a[:n, :n].T + a[:n, n]
     return out[0] if single else out
 
 
-def world_to_index(affine: np.ndarray, points_xyz: np.ndarray | Sequence) -> np.ndarray:
-    """Map world points ``(N, 3)`` in ``(x, y, z)`` mm to fractional ``(z, y, x)`` indices."""
-    p, single = _points(points_xyz, "world points")
+def world_to_index(affine: np.ndarray, points: np.ndarray | Sequence) -> np.ndarray:
+    """Map world points ``(N, n)`` (world order) to fractional indices ``(N, n)`` (array order)."""
     a = np.asarray(affine, dtype=float)
-    out = np.linalg.solve(a[:3, :3], (p - a[:3, 3]).T).T
+    n = spatial_ndim_of(a)
+    p, single = _points(points, n, "world points")
+    out = np.linalg.solve(a[:n, :n], (p - a[:n, n]).T).T
     return out[0] if single else out
 
 
 def resampled_affine(
-    affine: np.ndarray, new_spacing_zyx: Sequence[float], offset_zyx: Sequence[float] = (0, 0, 0)
+    affine: np.ndarray, new_spacing: Sequence[float], offset: Sequence[float] | None = None
 ) -> np.ndarray:
     """The affine of a grid with the same direction, origin moved to the (fractional) input
-    index ``offset_zyx`` and voxel steps of ``new_spacing_zyx`` mm."""
+    index ``offset`` (array order) and voxel steps of ``new_spacing`` (array order)."""
     a = np.asarray(affine, dtype=float)
+    n = spatial_ndim_of(a)
     old = np.asarray(spacing_of(a))
     out = a.copy()
-    out[:3, :3] = a[:3, :3] * (np.asarray(new_spacing_zyx, dtype=float) / old)
-    out[:3, 3] = index_to_world(a, np.asarray(offset_zyx, dtype=float))
+    out[:n, :n] = a[:n, :n] * (np.asarray(new_spacing, dtype=float) / old)
+    out[:n, n] = index_to_world(a, np.zeros(n) if offset is None else np.asarray(offset, dtype=float))
     return out

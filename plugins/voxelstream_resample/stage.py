@@ -203,7 +203,7 @@ def resample(
     """Resample ``volume`` lazily to ``spacing`` mm ``(z, y, x)``.
 
     Args:
-        volume: any volume (a leading channel axis is kept whole).
+        volume: a 3-D volume ``(C, Z, Y, X)`` (the channel axis is kept whole).
         spacing: output voxel size in mm, one number or ``(z, y, x)``.
         order: 0 nearest (for label masks: keeps the input dtype and values), 1 linear
             (SimpleITK ``sitkLinear`` inside the input, edge values extended past it),
@@ -219,6 +219,11 @@ def resample(
     """
     if order not in ORDERS:
         raise vs.VoxelstreamError(f"resample: order must be one of {ORDERS} (0 nearest, 1 linear, 3 cubic), got {order!r}")
+    if volume.spatial_ndim != 3:
+        raise vs.VoxelstreamError(
+            f"resample works on images with 3 spatial axes; this one has axes {volume.axes} "
+            "(scale 2-D images with a 2-D stage of their task)"
+        )
     out_spacing = _triple(spacing, "spacing")
     data = volume.data
     lead = data.ndim - 3

@@ -29,7 +29,7 @@ from ..volume import Volume
 from . import ome
 from .ids import safe_id
 
-__all__ = ["Store", "open_store", "DEFAULT_CHUNK", "default_compressor"]
+__all__ = ["Store", "open_store", "DEFAULT_CHUNK", "default_chunks", "default_compressor"]
 
 DEFAULT_CHUNK = 64
 PHI_KEY = "phi"  # readers put identifying attributes here; dropped on write unless kept
@@ -41,13 +41,33 @@ def default_compressor() -> BloscCodec:
     return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)
 
 
-def _chunks(chunks: int | Sequence[int] | None, shape: tuple[int, ...]) -> tuple[int, ...]:
-    c = DEFAULT_CHUNK if chunks is None else chunks
-    spatial = (int(c),) * 3 if np.isscalar(c) else tuple(int(v) for v in c)  # type: ignore[arg-type]
-    if len(spatial) != 3 or min(spatial) < 1:
-        raise ValueError(f"chunks must be a positive int or three of them, got {chunks!r}")
-    lead = tuple(shape[:-3])  # a channel axis is stored whole in each chunk
-    return lead + tuple(min(s, n) for s, n in zip(spatial, shape[-3:]))
+#: Target size of one default 2-D chunk (all channels): a photograph is cut into a few
+#: large tiles, not into 64x64 ones.
+PLANE_CHUNK_BYTES = 4 * 2**20
+
+
+def default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Default spatial chunk edges for a channel-first ``shape``: 64 per axis for 3-D; for 2-D
+    the largest power of two (<= 2048) whose tile of all channels fits PLANE_CHUNK_BYTES."""
+    n = len(shape) - 1
+    if n == 3:
+        return (DEFAULT_CHUNK,) * 3
+    edge = 2048
+    while edge > 64 and shape[0] * itemsize * edge * edge > PLANE_CHUNK_BYTES:
+        edge //= 2
+    return (edge,) * n
+
+
+def _chunks(chunks: int | Sequence[int] | None, shape: tuple[int, ...], itemsize: int = 1) -> tuple[int, ...]:
+    n = len(shape) - 1
+    if chunks is None:
+        spatial = default_chunks(shape, itemsize)
+    else:
+        spatial = (int(chunks),) * n if np.isscalar(chunks) else tuple(int(v) for v in chunks)  # type: ignore[arg-type]
+    if len(spatial) != n or min(spatial) < 1:
+        raise ValueError(f"chunks must be a positive int or {n} of them (one per spatial axis), got {chunks!r}")
+    # the channel axis is stored whole in each chunk: stages see every channel of a block
+    return (shape[0],) + tuple(min(s, m) for s, m in zip(spatial, shape[1:]))
 
 
 WRITE_BLOCK_BYTES = 64 * 2**20
@@ -103,8 +123,8 @@ def _all_in_order(writes: da.Array) -> Delayed:
     layer: dict = {}
     prev: Any = True
     slabs = writes.__dask_keys__()
-    for _ in range(writes.ndim - 3):  # a leading channel axis: slabs along z all the same
-        slabs = [slab for lead in slabs for slab in lead]
+    # the channel axis is one block (stored whole): slabs run along the first spatial axis
+    slabs = [slab for lead in slabs for slab in lead]
     for i, slab in enumerate(slabs):
         layer[(name, i)] = (_all_of, prev, list(dask.core.flatten([slab])))
         prev = (name, i)
@@ -258,7 +278,7 @@ def _fused(writes: da.Array) -> da.Array:
 
 
 def _sections(writes: da.Array, max_tasks: int | None = None) -> list[da.Array]:
-    """``writes`` cut along z into runs of whole block rows of at most ``max_tasks`` write
+    """``writes`` cut along the first spatial axis into runs of whole block rows of at most ``max_tasks`` write
     tasks each (at least one row), in array order.
 
     Why: computed at once, the fused graph and the threaded scheduler's per-task state grow
@@ -267,7 +287,7 @@ def _sections(writes: da.Array, max_tasks: int | None = None) -> list[da.Array]:
     Each section's graph is culled from the lazy whole, so only its own tasks are built.
     """
     max_tasks = SECTION_TASKS if max_tasks is None else max_tasks
-    z = writes.ndim - 3
+    z = 1  # the first spatial axis (the channel axis is one block)
     rows = writes.numblocks[z]
     per_row = max(1, int(np.prod(writes.numblocks)) // max(rows, 1))
     step = max(1, max_tasks // per_row)
@@ -343,7 +363,10 @@ class Store:
         codec = _plain_blosc(arr)
         source = arr if codec is None else _ChunkReader(arr, codec)
         data = da.from_array(source, chunks=arr.chunks, name=f"zarr-{path}-{a.get('token', '')}", asarray=False, fancy=False)
-        return Volume(data, np.asarray(a["affine"]), a.get("meta", {}))
+        affine = np.asarray(a["affine"])
+        if data.ndim == affine.shape[0] - 1:  # layout 1 stored CT without its channel axis
+            data = data[None]
+        return Volume(data, affine, a.get("meta", {}), units=a.get("units"))
 
     # -- writing -----------------------------------------------------------------------
     def write(
@@ -370,7 +393,7 @@ class Store:
         """
         path = self.image_path(volume_id, name)
         data = volume.data
-        zchunks = _chunks(chunks, volume.shape)
+        zchunks = _chunks(chunks, volume.shape, data.dtype.itemsize)
         meta = dict(volume.meta)
         if not keep_phi:
             meta.pop(PHI_KEY, None)
@@ -392,13 +415,16 @@ class Store:
             "token": token,
             "affine": volume.affine.tolist(),
             "spacing": list(volume.spacing),
+            "units": list(volume.units),
+            "axes": ["c", *volume.axes],
             "meta": meta,
             "params": _jsonable(params or {}),
             "provenance": _jsonable({"history": meta.get("history", []), **(provenance or {})}),
         }
         grp.attrs.put(
             {
-                "ome": ome.multiscales(name, data.ndim, volume.spacing, ome.origin_zyx(volume.affine)),
+                "ome": ome.multiscales(name, volume.axes, volume.units, volume.spacing,
+                                       ome.origin_array_order(volume.affine)),
                 "voxelstream": attrs,
             }
         )
@@ -410,7 +436,7 @@ class Store:
             compressors=default_compressor(),
             fill_value=0,
             overwrite=True,
-            dimension_names=(["c"] if data.ndim == 4 else []) + ["z", "y", "x"],
+            dimension_names=["c", *volume.axes],
         )
         if not _whole_chunk_blocks(data.chunks, zchunks, data.dtype.itemsize):
             data = data.rechunk(_write_blocks(zchunks, volume.shape, data.dtype.itemsize))
@@ -470,5 +496,5 @@ def open_store(path: str | os.PathLike[str], create: bool = False) -> Store:
     p.mkdir(parents=True, exist_ok=True)
     group = zarr.open_group(store=str(p), mode="a", zarr_format=3)
     if "voxelstream" not in group.attrs:
-        group.attrs["voxelstream"] = {"kind": "store", "layout": 1}
+        group.attrs["voxelstream"] = {"kind": "store", "layout": 2}
     return Store(p, group)
