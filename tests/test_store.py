@@ -46,10 +46,12 @@ def test_incomplete_output_is_not_served_and_rewrite_completes(tmp_path, monkeyp
     vol = sample_volume((20, 20, 20))
     store = vs.open_store(tmp_path / "s.zarr", create=True)
 
-    import voxelstream.store.store as st
+    import voxelstream.store.chunkio as st
+    import voxelstream.store.planning as plan
+    import voxelstream.store.store as store_mod
 
     calls = {"n": 0}
-    real = st._write_chunk
+    real = st.write_chunk
 
     def dying(block, root, path, token, block_info=None):
         calls["n"] += 1
@@ -57,33 +59,36 @@ def test_incomplete_output_is_not_served_and_rewrite_completes(tmp_path, monkeyp
             raise OSError("disk full")
         return real(block, root, path, token, block_info=block_info)
 
-    monkeypatch.setattr(st, "_write_chunk", dying)
+    monkeypatch.setattr(store_mod, "write_chunk", dying)
     with dask.config.set(scheduler="sync"), pytest.raises(OSError):
         store.write(vol, "v", chunks=8)
     assert not store.is_complete("v")
     assert store.volume_ids(name="image") == []
-    with pytest.raises(StoreError, match="incomplete"):
+    with pytest.raises(StoreError, match="no 'image' output"):  # built under .staging: never in place
         store.open("v")
-    monkeypatch.setattr(st, "_write_chunk", real)
+    monkeypatch.setattr(store_mod, "write_chunk", real)
     store.write(vol, "v", chunks=8)
     assert store.is_complete("v")
+    assert not any((store.path / ".staging").rglob("zarr.json"))  # the dead write's leftovers are gone
     np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute())
 
 
 def test_every_chunk_has_exactly_one_writer(tmp_path, monkeypatch):
     import itertools
 
-    import voxelstream.store.store as st
+    import voxelstream.store.chunkio as st
+    import voxelstream.store.planning as plan
+    import voxelstream.store.store as store_mod
 
     regions = []
-    real = st._write_chunk
+    real = st.write_chunk
 
     def spy(block, root, path, token, block_info=None):
         regions.append(tuple(tuple(r) for r in block_info[0]["array-location"])[1:])  # spatial
         return real(block, root, path, token, block_info=block_info)
 
-    monkeypatch.setattr(st, "_write_chunk", spy)
-    monkeypatch.setattr(st, "WRITE_BLOCK_BYTES", 8 * 8 * 16 * 2)  # two chunks of int16 per task
+    monkeypatch.setattr(store_mod, "write_chunk", spy)
+    monkeypatch.setattr(plan, "WRITE_BLOCK_BYTES", 8 * 8 * 16 * 2)  # two chunks of int16 per task
     vol = sample_volume((20, 21, 22))
     vol = vol.replace(data=vol.data.rechunk((1, 3, 7, 5)))  # misaligned on purpose
     vs.open_store(tmp_path / "s.zarr", create=True).write(vol, "v", chunks=8)
@@ -99,7 +104,7 @@ def test_every_chunk_has_exactly_one_writer(tmp_path, monkeypatch):
 
 
 def test_write_blocks_grow_x_then_y_within_the_budget():
-    from voxelstream.store.store import _write_blocks
+    from voxelstream.store.planning import write_blocks as _write_blocks
 
     assert _write_blocks((64, 64, 64), (300, 512, 512), 2) == (64, 512, 512)  # 32 MiB plane slab
     assert _write_blocks((64, 64, 64), (300, 512, 512), 4, budget=16 * 2**20) == (64, 128, 512)
@@ -173,20 +178,22 @@ def test_sectioned_write_is_front_to_back_and_marks_complete_last(tmp_path, monk
     result, the one-writer rule and the completion marker are the same."""
     import itertools
 
-    import voxelstream.store.store as st
+    import voxelstream.store.chunkio as st
+    import voxelstream.store.planning as plan
+    import voxelstream.store.store as store_mod
 
-    monkeypatch.setattr(st, "SECTION_TASKS", section_tasks)
-    monkeypatch.setattr(st, "WRITE_BLOCK_BYTES", 8 * 8 * 8 * 2)  # one chunk per task: many tasks
+    monkeypatch.setattr(plan, "SECTION_TASKS", section_tasks)
+    monkeypatch.setattr(plan, "WRITE_BLOCK_BYTES", 8 * 8 * 8 * 2)  # one chunk per task: many tasks
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     seen = []
-    real = st._write_chunk
+    real = st.write_chunk
 
     def spy(block, root, path, token, block_info=None):
         assert not store.is_complete("v")  # never marked complete while chunks are missing
         seen.append(tuple(a for a, _ in block_info[0]["array-location"])[1:])  # spatial (after c)
         return real(block, root, path, token, block_info=block_info)
 
-    monkeypatch.setattr(st, "_write_chunk", spy)
+    monkeypatch.setattr(store_mod, "write_chunk", spy)
     vol = sample_volume((20, 21, 22))
     store.write(vol, "v", chunks=8)
     assert store.is_complete("v")

@@ -13,7 +13,8 @@ import pytest
 import zarr
 
 import voxelstream as vs
-import voxelstream.store.store as st
+import voxelstream.store.chunkio as st
+from voxelstream.store.planning import default_codecs
 
 
 def _chunk_files(root) -> dict[str, str]:
@@ -34,7 +35,7 @@ def test_written_chunk_files_are_the_ones_zarr_writes(tmp_path, dtype):
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     store.write(vs.Volume.from_array(da.from_array(a, chunks=(8, 16, 8))), "v", chunks=8)
     ref = zarr.create_array(tmp_path / "ref.zarr", shape=(1, *a.shape), chunks=(1, 8, 8, 8), dtype=a.dtype,
-                            compressors=st.default_compressor(), fill_value=0)
+                            compressors=default_codecs(), fill_value=0)
     ref[:] = a[None]
     ours = _chunk_files(tmp_path / "s.zarr" / "volumes" / "v" / "image" / "0")
     assert ours == _chunk_files(tmp_path / "ref.zarr")
@@ -49,7 +50,7 @@ def test_direct_reads_match_numpy_for_any_slices(tmp_path):
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     store.write(vs.Volume.from_array(da.from_array(a, chunks=8)), "v", chunks=8)
     arr = zarr.open_array(tmp_path / "s.zarr", path="volumes/v/image/0", mode="r")
-    reader = st._ChunkReader(arr, st._plain_blosc(arr))
+    reader = st.ChunkReader(arr, st.plain_codec(arr))
     for _ in range(30):
         lo = [int(rng.integers(0, n)) for n in a.shape]
         sel = tuple(slice(l, int(rng.integers(l + 1, n + 1))) for l, n in zip(lo, a.shape))
@@ -63,7 +64,7 @@ def test_direct_reads_match_numpy_for_any_slices(tmp_path):
 def test_other_layouts_go_through_zarr(tmp_path):
     zstd = zarr.create_array(tmp_path / "z.zarr", shape=(4, 4, 4), chunks=(2, 2, 2), dtype="int16",
                              compressors=zarr.codecs.ZstdCodec())
-    assert st._plain_blosc(zstd) is None
+    assert st.plain_codec(zstd) is None
     mem = zarr.create_array(zarr.storage.MemoryStore(), shape=(4, 4, 4), chunks=(2, 2, 2), dtype="int16",
-                            compressors=st.default_compressor())
-    assert st._plain_blosc(mem) is None
+                            compressors=vs.store.default_compressor())
+    assert st.plain_codec(mem) is None

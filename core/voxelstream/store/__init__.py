@@ -1,13 +1,15 @@
-"""The Zarr v3 store: one OME-Zarr image group per volume and output name.
+"""The Zarr v3 store: one OME-Zarr image group per volume and output (layout: ``layout.py``).
 
-Layout::
-
-    <store>/volumes/<volume-id>/<name>/0     the array (chunked, one writer per chunk)
-    <store>/volumes/<volume-id>/<name>       OME-Zarr 0.5 multiscales + ``voxelstream`` attrs
-    <store>/runs/<timestamp>-<command>.json  one manifest per run
+Plugins read through :meth:`Store.open` (a lazy Volume), :meth:`Store.array` (a lazy dask
+array), :meth:`Store.read_region` (numpy for a region) and :meth:`Store.reader` (a picklable
+handle for dask tasks); they never build store paths themselves.
 """
 
+from .chunkio import ChunkError
 from .ids import safe_id
-from .store import DEFAULT_CHUNK, Store, default_compressor, open_store
+from .planning import DEFAULT_CHUNK, default_chunks, default_compressor
+from .reading import OutputReader
+from .store import Store, open_store
 
-__all__ = ["Store", "open_store", "safe_id", "DEFAULT_CHUNK", "default_compressor"]
+__all__ = ["Store", "open_store", "OutputReader", "ChunkError", "safe_id", "DEFAULT_CHUNK", "default_chunks",
+           "default_compressor"]

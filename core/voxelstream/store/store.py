@@ -1,374 +1,228 @@
-"""Reading and writing volumes in a Zarr v3 store."""
+"""The :class:`Store`: a voxelstream dataset in a Zarr v3 directory, one OME-Zarr image group
+per volume and output. Its parts: ``layout`` (paths, metadata documents), ``planning`` (how
+a write is cut into tasks), ``chunkio`` (direct chunk reads and writes with checksums),
+``locks`` (per-output writer locks), ``reading`` (the read API plugins use)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
-import functools
-import itertools
-import json
 import os
+import shutil
+import sys
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import dask
-import dask.array as da
-import dask.core
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
 import numpy as np
 import zarr
-from numcodecs import Blosc
-from zarr.codecs import BloscCodec, BloscShuffle, BytesCodec
-from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.storage import LocalStore
 
 from ..errors import StoreError
 from ..volume import Volume
-from . import ome
+from . import layout, ome
+from .chunkio import ChunkError, ChunkReader, open_for_write, plain_codec, write_chunk
 from .ids import safe_id
+from .layout import jsonable
+from .locks import output_lock
+from .planning import (
+    DEFAULT_CHUNK,
+    all_in_order,
+    chunk_shape,
+    default_chunks,
+    default_codecs,
+    default_compressor,
+    fused,
+    sections,
+    whole_chunk_blocks,
+    write_blocks,
+)
+from .reading import OutputReader
 
-__all__ = ["Store", "open_store", "DEFAULT_CHUNK", "default_chunks", "default_compressor"]
+__all__ = ["Store", "open_store", "DEFAULT_CHUNK", "default_chunks", "default_compressor", "jsonable",
+           "ChunkError", "OutputReader"]
 
-DEFAULT_CHUNK = 64
 PHI_KEY = "phi"  # readers put identifying attributes here; dropped on write unless kept
 
 
-def default_compressor() -> BloscCodec:
-    """Blosc LZ4 with byte shuffle: measured fastest for CT int16 both ways while still
-    compressing (see benchmarks/RESULTS.md and PERF-FACTS: 5.8 ms per random 48^3 read)."""
-    return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)
-
-
-#: Target size of one default 2-D chunk (all channels): a photograph is cut into a few
-#: large tiles, not into 64x64 ones.
-PLANE_CHUNK_BYTES = 4 * 2**20
-
-
-def default_chunks(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
-    """Default spatial chunk edges for a channel-first ``shape``: 64 per axis for 3-D; for 2-D
-    the largest power of two (<= 2048) whose tile of all channels fits PLANE_CHUNK_BYTES."""
-    n = len(shape) - 1
-    if n == 3:
-        return (DEFAULT_CHUNK,) * 3
-    edge = 2048
-    while edge > 64 and shape[0] * itemsize * edge * edge > PLANE_CHUNK_BYTES:
-        edge //= 2
-    return (edge,) * n
-
-
-def _chunks(chunks: int | Sequence[int] | None, shape: tuple[int, ...], itemsize: int = 1) -> tuple[int, ...]:
-    n = len(shape) - 1
-    if chunks is None:
-        spatial = default_chunks(shape, itemsize)
-    else:
-        spatial = (int(chunks),) * n if np.isscalar(chunks) else tuple(int(v) for v in chunks)  # type: ignore[arg-type]
-    if len(spatial) != n or min(spatial) < 1:
-        raise ValueError(f"chunks must be a positive int or {n} of them (one per spatial axis), got {chunks!r}")
-    # the channel axis is stored whole in each chunk: stages see every channel of a block
-    return (shape[0],) + tuple(min(s, m) for s, m in zip(spatial, shape[1:]))
-
-
-WRITE_BLOCK_BYTES = 64 * 2**20
-
-
-def _write_blocks(zchunks: tuple[int, ...], shape: tuple[int, ...], itemsize: int,
-                  budget: int | None = None) -> tuple[int, ...]:
-    """The region one write task covers: whole Zarr chunks, grown along x then y (up to the
-    full plane) while it stays under ``budget`` bytes.
-
-    Why not one task per chunk: zarr writes the chunks of one region concurrently, and
-    per-task overhead dominated small chunks (a 1.2 GB ingest ran 1.5x faster with slabs,
-    benchmarks/RESULTS.md). Every chunk still has exactly one writer.
-    """
-    budget = WRITE_BLOCK_BYTES if budget is None else budget
-    block = list(zchunks)
-    for axis in (len(shape) - 1, len(shape) - 2):
-        while block[axis] < shape[axis]:
-            grown = block.copy()
-            grown[axis] = min(shape[axis], block[axis] + zchunks[axis])
-            if int(np.prod(grown)) * itemsize > budget:
-                break
-            block = grown
-        if block[axis] < shape[axis]:
-            break
-    return tuple(block)
-
-
-def _whole_chunk_blocks(blocks: tuple[tuple[int, ...], ...], zchunks: tuple[int, ...], itemsize: int) -> bool:
-    """True when every dask block is a region of whole Zarr chunks (the last one may end at
-    the array's edge) within the write budget: such blocks are written as they are, without
-    a rechunk copy (a bigger one is split, so its chunks are written in parallel)."""
-    aligned = all(all(n % c == 0 for n in sizes[:-1]) for sizes, c in zip(blocks, zchunks))
-    return aligned and int(np.prod([max(sizes) for sizes in blocks])) * itemsize <= WRITE_BLOCK_BYTES
-
-
-def _all_of(done_so_far: bool, blocks: list[np.ndarray]) -> bool:
-    return bool(done_so_far) and all(bool(np.all(b)) for b in blocks)
-
-
-def _all_in_order(writes: da.Array) -> Delayed:
-    """True when every write task succeeded, as a chain over the slabs of blocks (blocks
-    sharing their first index) in array order.
-
-    Why a chain and not ``writes.all()``: with a tree reduction dask's ordering starts in
-    the middle of the volume and grows both ways, keeping input chunks of both frontiers
-    alive, so peak memory grew with the volume (319 vs 166 live input chunks for a 1.2 GB vs
-    0.16 GB resample); the chain makes it walk the volume front to back (102 for both).
-    One link per slab rather than per block: the same order with fewer tasks (each costs
-    the threaded scheduler ~0.1-0.2 ms of GIL-holding Python).
-    """
-    name = f"all-in-order-{writes.name}"
-    layer: dict = {}
-    prev: Any = True
-    slabs = writes.__dask_keys__()
-    # the channel axis is one block (stored whole): slabs run along the first spatial axis
-    slabs = [slab for lead in slabs for slab in lead]
-    for i, slab in enumerate(slabs):
-        layer[(name, i)] = (_all_of, prev, list(dask.core.flatten([slab])))
-        prev = (name, i)
-    graph = HighLevelGraph.from_collections(name, layer, dependencies=[writes])
-    return Delayed(prev, graph, layer=name) if layer else dask.delayed(True)
-
-
-@functools.lru_cache(maxsize=64)
-def _open_for_write(root: str, path: str, token: str) -> zarr.Array:
-    # token: a new array written to the same path must not hit a stale cached handle
-    return zarr.open_array(store=root, path=path, mode="r+")
-
-
-_SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-
-
-def _plain_blosc(arr: zarr.Array) -> Blosc | None:
-    """The numcodecs Blosc that makes (and reads) the same chunk bytes as the array's own
-    codecs, or ``None`` when the array is not the plain layout :meth:`Store.write` creates
-    (little-endian bytes + one Blosc codec, regular chunks, default ``c/...`` keys, a local
-    directory); then reads and writes go through zarr.
-
-    Why bypass zarr-python for such arrays: through it every chunk passes its event-loop
-    thread (pure Python, holding the GIL) and two thread-pool hops, which serialised a whole
-    preprocess run on one core: writing a 1.2 GB resample cost 14 s of CPU in zarr's threads,
-    against 7 s for encoding + file writes done in the dask worker with the GIL released.
-    """
-    meta = arr.metadata
-    codecs = getattr(meta, "codecs", ())
-    if not (
-        isinstance(arr.store, LocalStore)
-        and isinstance(meta.chunk_grid, RegularChunkGrid)
-        and getattr(meta.chunk_key_encoding, "name", None) == "default"
-        and len(codecs) == 2
-        and isinstance(codecs[0], BytesCodec)
-        and isinstance(codecs[1], BloscCodec)
-        and arr.dtype.newbyteorder("<") == arr.dtype
-    ):
-        return None
-    cfg = codecs[1].to_dict()["configuration"]
-    return Blosc(cname=cfg["cname"], clevel=cfg["clevel"], shuffle=_SHUFFLES[cfg["shuffle"]],
-                 blocksize=cfg["blocksize"], typesize=cfg["typesize"])
-
-
-@functools.lru_cache(maxsize=64)
-def _direct_encoder(root: str, path: str, token: str) -> Blosc | None:
-    return _plain_blosc(_open_for_write(root, path, token))
-
-
-class _ChunkReader:
-    """Array-like over a plain-layout Zarr array (see :func:`_plain_blosc`) whose
-    ``[slices]`` reads and decodes the chunk files directly, in the calling dask worker
-    with the GIL released, instead of through zarr-python's event loop."""
-
-    def __init__(self, arr: zarr.Array, codec: Blosc):
-        self.arr, self.codec = arr, codec
-        self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
-        self.cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
-        self.base = Path(arr.store.root) / arr.path
-
-    def _raw(self, idx: tuple[int, ...]) -> bytes | None:
-        try:
-            return (self.base / self.arr.metadata.encode_chunk_key(idx)).read_bytes()
-        except FileNotFoundError:  # never written: it holds only the fill value
-            return None
-
-    def _chunk(self, idx: tuple[int, ...]) -> np.ndarray | None:
-        raw = self._raw(idx)
-        return None if raw is None else np.frombuffer(self.codec.decode(raw), dtype=self.dtype).reshape(self.cshape)
-
-    def _whole_chunk(self, idx: tuple[int, ...]) -> np.ndarray:
-        """One interior chunk (what every dask task of :meth:`Store.open` asks for), decoded
-        straight into its own writable array."""
-        out = np.empty(self.cshape, dtype=self.dtype)
-        raw = self._raw(idx)
-        if raw is None:
-            out.fill(self.arr.metadata.fill_value)
-        else:
-            self.codec.decode(raw, out=out)
-        return out
-
-    def __getitem__(self, key: Any) -> np.ndarray:
-        key = key if isinstance(key, tuple) else (key,)
-        if len(key) != self.ndim or not all(isinstance(k, slice) and k.step in (None, 1) for k in key):
-            return self.arr[key]
-        bounds = [k.indices(n)[:2] for k, n in zip(key, self.shape)]
-        if all(a % c == 0 and b - a == c for (a, b), c in zip(bounds, self.cshape)):
-            return self._whole_chunk(tuple(a // c for (a, _), c in zip(bounds, self.cshape)))
-        out = np.full([max(0, b - a) for a, b in bounds], self.arr.metadata.fill_value, dtype=self.dtype)
-        ranges = [range(a // c, -(-b // c)) for (a, b), c in zip(bounds, self.cshape)]
-        for idx in itertools.product(*ranges):
-            chunk = self._chunk(idx)
-            if chunk is None:
-                continue
-            lo = [max(a, i * c) for (a, _), i, c in zip(bounds, idx, self.cshape)]
-            hi = [min(b, (i + 1) * c) for (_, b), i, c in zip(bounds, idx, self.cshape)]
-            out[tuple(slice(l - a, h - a) for l, h, (a, _) in zip(lo, hi, bounds))] = chunk[
-                tuple(slice(l - i * c, h - i * c) for l, h, i, c in zip(lo, hi, idx, self.cshape))]
-        return out
-
-
-def _write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, codec: Blosc) -> None:
-    """Encode and write the whole chunks of ``block`` (which begins at chunk-aligned ``start``)
-    as zarr would: edge chunks padded to full size with the fill value, chunks that hold only
-    the fill value not stored (zarr's ``write_empty_chunks=False``)."""
-    cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
-    fill = arr.metadata.fill_value
-    base = Path(arr.store.root) / arr.path
-    for offs in itertools.product(*(range(0, n, c) for n, c in zip(block.shape, cshape))):
-        piece = block[tuple(slice(o, o + c) for o, c in zip(offs, cshape))]
-        if piece.shape != cshape:
-            full = np.full(cshape, fill, dtype=arr.dtype)
-            full[tuple(slice(0, n) for n in piece.shape)] = piece
-            piece = full
-        piece = np.ascontiguousarray(piece, dtype=arr.dtype)
-        encoded = codec.encode(piece)
-        # only a chunk that compressed to almost nothing can be all fill value: checking just
-        # those spares a full compare pass over every other chunk
-        if len(encoded) < piece.nbytes // 32 + 256 and np.all(piece == fill):
-            continue
-        key = arr.metadata.encode_chunk_key(tuple((s + o) // c for s, o, c in zip(start, offs, cshape)))
-        target = base / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encoded)
-
-
-def _write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info=None) -> np.ndarray:
-    loc = block_info[0]["array-location"]
-    arr = _open_for_write(root, path, token)
-    codec = _direct_encoder(root, path, token)
-    if codec is not None:
-        _write_direct(block, [a for a, _ in loc], arr, codec)
-    else:
-        arr[tuple(slice(a, b) for a, b in loc)] = block
-    return np.ones((1,) * block.ndim, dtype=bool)
-
-
-SECTION_TASKS = 512
-
-
-def _fused(writes: da.Array) -> da.Array:
-    # array optimisations now: the Delayed made by _all_in_order would skip them, leaving every
-    # blockwise stage (and the write) a task of its own per chunk; fused, one task makes a
-    # chunk from its inputs and writes it (a 1.2 GB resample + window: 2 of 3 tasks fewer).
-    # Not when a layer carries dask.annotate() annotations (e.g. resources={"GPU": 1} on
-    # inference tasks): blockwise fusion drops them, and a GPU task would land on a CPU worker.
-    if any(layer.annotations for layer in writes.__dask_graph__().layers.values()):
-        return writes
-    (fused,) = dask.optimize(writes)
-    return fused
-
-
-def _sections(writes: da.Array, max_tasks: int | None = None) -> list[da.Array]:
-    """``writes`` cut along the first spatial axis into runs of whole block rows of at most ``max_tasks`` write
-    tasks each (at least one row), in array order.
-
-    Why: computed at once, the fused graph and the threaded scheduler's per-task state grow
-    with the volume (~33 MB of graph for a 1.2 GB preprocess, benchmarks/RESULTS.md), which
-    breaks the design's promise that peak memory depends on chunk size and worker count only.
-    Each section's graph is culled from the lazy whole, so only its own tasks are built.
-    """
-    max_tasks = SECTION_TASKS if max_tasks is None else max_tasks
-    z = 1  # the first spatial axis (the channel axis is one block)
-    rows = writes.numblocks[z]
-    per_row = max(1, int(np.prod(writes.numblocks)) // max(rows, 1))
-    step = max(1, max_tasks // per_row)
-    lead = (slice(None),) * z
-    return [writes.blocks[lead + (slice(r, min(r + step, rows)),)] for r in range(0, rows, step)]
-
-
 class Store:
-    """A voxelstream dataset store (use :func:`open_store`)."""
+    """A voxelstream dataset store (use :func:`open_store`). Opening and reading never
+    write; writers build each output under a staging name and move it into place complete,
+    holding the output's lock (see :meth:`output_lock`)."""
 
-    def __init__(self, path: str | os.PathLike[str], group: zarr.Group):
+    def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
-        self._root = group
+
+    def __reduce__(self) -> tuple[Any, ...]:  # travels to dask.distributed workers as its path
+        return (Store, (str(self.path),))
 
     # -- naming ------------------------------------------------------------------------
     @staticmethod
     def image_path(volume_id: str, name: str = "image") -> str:
-        return f"volumes/{safe_id(volume_id)}/{safe_id(name, 'output name')}"
+        """The output's group path inside the store (for tools outside voxelstream, e.g.
+        ome-zarr-py; voxelstream code reads through :meth:`open`, :meth:`array`,
+        :meth:`read_region` and :meth:`reader`)."""
+        return layout.output_rel(volume_id, name)
 
-    def _group(self, path: str) -> zarr.Group | None:
-        try:
-            node = zarr.open_group(store=str(self.path), path=path, mode="r")
-        except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
-            return None
-        return node
+    def _label(self, volume_id: str, name: str) -> str:
+        return f"{volume_id}: output {name!r}"
 
     # -- listing -----------------------------------------------------------------------
-    def volume_ids(self, name: str | None = None) -> list[str]:
-        """Ids of the volumes in the store (original ids, sorted). With ``name``, only those
-        whose ``name`` output is complete."""
-        vols = self._group("volumes")
-        if vols is None:
+    def _volume_dirs(self) -> list[Path]:
+        try:
+            return sorted(p for p in (self.path / "volumes").iterdir() if p.is_dir() and not p.name.startswith("."))
+        except FileNotFoundError:
             return []
+
+    def volume_ids(self, name: str | None = None, *, damaged: bool = False) -> list[str]:
+        """Ids of the volumes in the store (original ids, sorted). With ``name``, only those
+        whose ``name`` output is complete. Volumes whose metadata is damaged are left out
+        unless ``damaged`` (then listed under their folder name, so a command reports them)."""
         ids = []
-        for key, grp in sorted(vols.groups()):
-            vid = grp.attrs.get("voxelstream", {}).get("volume_id", key)
-            if name is None or self.is_complete(vid, name):
-                ids.append(vid)
+        for d in self._volume_dirs():
+            try:
+                doc = layout.read_doc(d / "zarr.json", f"volume folder {d.name}")
+                if doc is None:
+                    raise StoreError(f"{d.name}: its volume group document (zarr.json) is missing")
+                vid = ((doc.get("attributes") or {}).get("voxelstream") or {}).get("volume_id", d.name)
+                if name is not None and not self.is_complete(vid, name):
+                    continue
+            except StoreError:
+                if damaged:
+                    ids.append(d.name)
+                continue
+            ids.append(vid)
         return sorted(ids)
 
     def names(self, volume_id: str) -> list[str]:
         """Output names stored for ``volume_id`` (complete or not)."""
-        grp = self._group(f"volumes/{safe_id(volume_id)}")
-        return sorted(k for k, _ in grp.groups()) if grp is not None else []
+        d = self.path / layout.volume_rel(volume_id)
+        try:
+            return sorted(p.name for p in d.iterdir() if (p / "zarr.json").exists())
+        except (FileNotFoundError, NotADirectoryError):
+            return []
 
-    def attrs(self, volume_id: str, name: str = "image") -> dict[str, Any]:
-        """The ``voxelstream`` attributes of one output (``{}`` if absent)."""
-        grp = self._group(self.image_path(volume_id, name))
-        return dict(grp.attrs.get("voxelstream", {})) if grp is not None else {}
+    def _check_volume_group(self, volume_id: str) -> None:
+        d = self.path / layout.volume_rel(volume_id)
+        if d.is_dir():
+            doc = layout.read_doc(d / "zarr.json", f"{volume_id}")
+            if doc is None:
+                raise StoreError(f"{volume_id}: its volume group document (volumes/{d.name}/zarr.json) is missing; "
+                                 "run 'voxelstream verify' (re-ingest the volume to rebuild it)")
 
-    def is_complete(self, volume_id: str, name: str = "image", params: Mapping[str, Any] | None = None) -> bool:
-        """True when the output was fully written (and, with ``params``, with these parameters)."""
-        a = self.attrs(volume_id, name)
-        if not a.get("complete"):
+    def output_attrs(self, volume_id: str, name: str = "image") -> dict[str, Any]:
+        """The ``voxelstream`` attributes of one output (``{}`` if absent); a damaged
+        metadata document raises :class:`StoreError` naming the volume and output."""
+        self._check_volume_group(volume_id)
+        doc = layout.read_doc(self.path / layout.output_rel(volume_id, name) / "zarr.json",
+                              self._label(volume_id, name))
+        if doc is None:
+            return {}
+        a = (doc.get("attributes") or {}).get("voxelstream")
+        if not isinstance(a, dict):
+            raise StoreError(f"{self._label(volume_id, name)}: its metadata has no 'voxelstream' attributes (damaged?)")
+        if not isinstance(a.get("complete", False), bool):
+            raise StoreError(f"{self._label(volume_id, name)}: its completion marker is {a.get('complete')!r}, "
+                             "not true/false (damaged); run 'voxelstream verify --repair'")
+        return a
+
+    attrs = output_attrs  # the name plugins have used
+
+    def is_complete(self, volume_id: str, name: str = "image", params: Mapping[str, Any] | None = None,
+                    *, fingerprint: Mapping[str, Any] | None = None) -> bool:
+        """True when the output was fully written (and, when given, with these ``params``
+        and made from inputs with this ``fingerprint``)."""
+        a = self.output_attrs(volume_id, name)
+        if a.get("complete") is not True:
             return False
-        return params is None or a.get("params") == _jsonable(params)
+        if params is not None and a.get("params") != jsonable(params):
+            return False
+        return fingerprint is None or a.get("fingerprint", {}) == jsonable(fingerprint)
+
+    def completion_token(self, volume_id: str, name: str = "image") -> str:
+        """The token of the complete ``name`` output (new for every write): what outputs
+        made from it record. Raises :class:`StoreError` when it is missing or incomplete."""
+        a = self.output_attrs(volume_id, name)
+        if not a:
+            have = ", ".join(self.names(volume_id)) or "nothing"
+            raise StoreError(f"{volume_id}: no {name!r} output (it has: {have}); run the command that makes it")
+        if a.get("complete") is not True:
+            raise StoreError(f"{volume_id}: output {name!r} is incomplete (an interrupted or damaged run); "
+                             "run the command that makes it again")
+        return str(a.get("token", ""))
 
     # -- reading -----------------------------------------------------------------------
+    def reader(self, volume_id: str, name: str = "image") -> OutputReader:
+        """A small picklable handle on a complete output for dask tasks: ``.shape``,
+        ``.dtype``, ``.chunks`` (channel axis first) and ``[slices]`` -> numpy, reading only
+        the chunks touched (verified by their checksums). Each process opens the array once."""
+        token = self.completion_token(volume_id, name)
+        a = self.output_attrs(volume_id, name)
+        return OutputReader.create(str(self.path), layout.output_rel(volume_id, name) + "/" + layout.ARRAY,
+                                   token, self._label(volume_id, name), len(a.get("affine", [[0] * 4])) - 1,
+                                   a.get("shape"))
+
+    def array(self, volume_id: str, name: str = "image") -> Any:
+        """The complete output as a lazy dask array ``(C, *spatial)``, one dask chunk per
+        Zarr chunk."""
+        import dask.array as da
+
+        r = self.reader(volume_id, name)
+        return da.from_array(r, chunks=r.chunks, name=f"zarr-{r.path}-{r.token}", asarray=False, fancy=False)
+
+    def read_region(self, volume_id: str, name: str, region: Sequence[slice] | tuple[slice, ...]) -> np.ndarray:
+        """The numpy array of ``region`` (a tuple of slices, channel axis included) of a
+        complete output; only the chunks it touches are read."""
+        return np.asarray(self.reader(volume_id, name)[tuple(region)])
+
     def open(self, volume_id: str, name: str = "image") -> Volume:
         """The stored output as a lazy :class:`Volume` (one dask chunk per Zarr chunk)."""
-        path = self.image_path(volume_id, name)
-        grp = self._group(path)
-        if grp is None:
-            have = ", ".join(self.names(volume_id)) or "nothing"
-            raise StoreError(f"{self.path}: no {name!r} for volume {volume_id!r} (it has: {have})")
-        a = grp.attrs.get("voxelstream", {})
-        if not a.get("complete"):
-            raise StoreError(
-                f"{self.path}: {path} is incomplete (an interrupted run?); run the command that "
-                "writes it again"
-            )
-        arr = zarr.open_array(store=str(self.path), path=f"{path}/0", mode="r")
-        codec = _plain_blosc(arr)
-        source = arr if codec is None else _ChunkReader(arr, codec)
-        data = da.from_array(source, chunks=arr.chunks, name=f"zarr-{path}-{a.get('token', '')}", asarray=False, fancy=False)
-        affine = np.asarray(a["affine"])
-        if data.ndim == affine.shape[0] - 1:  # layout 1 stored CT without its channel axis
-            data = data[None]
-        return Volume(data, affine, a.get("meta", {}), units=a.get("units"))
+        a = self.output_attrs(volume_id, name)
+        self.completion_token(volume_id, name)
+        data = self.array(volume_id, name)
+        return Volume(data, np.asarray(a["affine"]), a.get("meta", {}), units=a.get("units"))
 
     # -- writing -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def output_lock(self, volume_id: str, name: str, *, quiet: bool = False) -> Iterator[bool]:
+        """Hold the output's writer lock (across processes; released if the holder dies);
+        yields True when another writer had to be waited for (then re-check whether the
+        work is still needed)."""
+        def note() -> None:
+            if not quiet:
+                print(f"note: {volume_id}: waiting for another process writing {name!r}", file=sys.stderr, flush=True)
+
+        self._check_writable()
+        with output_lock(self.path / layout.lock_rel(volume_id, name), note) as waited:
+            yield waited
+
+    def _check_writable(self) -> None:
+        if not os.access(self.path, os.W_OK):
+            raise StoreError(f"{self.path}: the store is read-only; nothing was written")
+
+    def _ensure_volume_group(self, volume_id: str) -> None:
+        doc_path = self.path / layout.volume_rel(volume_id) / "zarr.json"
+        doc = layout.read_doc(doc_path, volume_id) if doc_path.exists() else None
+        known = ((doc or {}).get("attributes", {}).get("voxelstream") or {}).get("volume_id")
+        if known is not None and known != volume_id:
+            raise StoreError(f"{self.path}: volume ids {known!r} and {volume_id!r} map to the same store path; "
+                             "rename one of the inputs")
+        if known is None:
+            layout.write_doc(doc_path, layout.group_doc({"voxelstream": {"volume_id": volume_id}}))
+
+    def _clear_staging(self, volume_id: str, name: str, keep: str = "") -> None:
+        """Remove what dead writers of this output left under .staging (we hold its lock)."""
+        d = self.path / layout.staging_rel(volume_id, name, "x").rsplit("/", 1)[0]
+        prefix = f"{safe_id(name, 'output name')}-"
+        try:
+            for p in d.iterdir():
+                if p.name.startswith(prefix) and p.name != keep:
+                    shutil.rmtree(p, ignore_errors=True)
+        except FileNotFoundError:
+            pass
+
     def write(
         self,
         volume: Volume,
@@ -377,124 +231,169 @@ class Store:
         *,
         chunks: int | Sequence[int] | None = None,
         params: Mapping[str, Any] | None = None,
+        fingerprint: Mapping[str, Any] | None = None,
         provenance: Mapping[str, Any] | None = None,
         keep_phi: bool = False,
         compute: bool = True,
+        before_commit: Callable[[], None] | None = None,
     ) -> Any:
         """Stream ``volume`` into ``volumes/<volume_id>/<name>``.
 
-        Every dask task writes a region of whole Zarr chunks (the data is rechunked to
-        such regions first, see :func:`_write_blocks`), so no chunk has two writers; the output is marked complete only after the last chunk is
-        written (computed in sections of z block rows, front to back, see :func:`_sections`).
-        ``params`` are what the skip logic compares (see :meth:`is_complete`).
-        Identifying metadata (``meta["phi"]``) is dropped unless ``keep_phi``.
-        With ``compute=False`` returns ``(delayed_write, finish)``: compute the first, then
-        call ``finish()`` to mark the output complete.
+        The output is built under ``.staging/`` and moved into place only once every chunk is
+        written and it is marked complete, while holding the output's lock: readers see the
+        old output or the new one, never a part. Every dask task writes a region of whole
+        Zarr chunks (one writer per chunk), computed in sections front to back.
+        ``params`` and ``fingerprint`` (what it was made from) decide later skips (see
+        :meth:`is_complete`); ``before_commit`` may raise to abandon the write (inputs
+        changed meanwhile). Identifying metadata (``meta["phi"]``) is dropped unless
+        ``keep_phi``. With ``compute=False`` returns ``(delayed_write, finish)``: compute the
+        first, then call ``finish()`` to commit.
         """
-        path = self.image_path(volume_id, name)
+        if compute:
+            with self.output_lock(volume_id, name):
+                delayed, finish = self._stage(volume, volume_id, name, chunks, params, fingerprint, provenance,
+                                              keep_phi, before_commit)
+                for section in delayed:
+                    if not dask.compute(section)[0]:  # pragma: no cover
+                        raise StoreError(f"{self._label(volume_id, name)}: writing failed")
+                finish()
+            return None
+        delayed, finish = self._stage(volume, volume_id, name, chunks, params, fingerprint, provenance,
+                                      keep_phi, before_commit, whole=True)
+        return delayed[0], finish
+
+    def _stage(self, volume: Volume, volume_id: str, name: str, chunks: Any, params: Any, fingerprint: Any,
+               provenance: Any, keep_phi: bool, before_commit: Callable[[], None] | None,
+               whole: bool = False) -> tuple[list[Any], Callable[[], None]]:
+        self._check_writable()
+        final_rel = layout.output_rel(volume_id, name)  # also checks the ids
         data = volume.data
-        zchunks = _chunks(chunks, volume.shape, data.dtype.itemsize)
+        zchunks = chunk_shape(chunks, volume.shape, data.dtype.itemsize)
         meta = dict(volume.meta)
         if not keep_phi:
             meta.pop(PHI_KEY, None)
         meta.setdefault("id", volume_id)
         token = uuid.uuid4().hex
-        vol_grp = zarr.open_group(store=str(self.path), path=f"volumes/{safe_id(volume_id)}", mode="a")
-        known = vol_grp.attrs.get("voxelstream", {}).get("volume_id")
-        if known is not None and known != volume_id:
-            raise StoreError(
-                f"{self.path}: volume ids {known!r} and {volume_id!r} map to the same store path; "
-                "rename one of the inputs"
-            )
-        vol_grp.attrs["voxelstream"] = {"volume_id": volume_id}
-        grp = zarr.open_group(store=str(self.path), path=path, mode="a")
+        self._ensure_volume_group(volume_id)
+        stage_rel = layout.staging_rel(volume_id, name, token)
+        self._clear_staging(volume_id, name)
         attrs = {
             "volume_id": volume_id,
             "name": name,
             "complete": False,
             "token": token,
+            "shape": list(volume.shape),
             "affine": volume.affine.tolist(),
             "spacing": list(volume.spacing),
             "units": list(volume.units),
             "axes": ["c", *volume.axes],
             "meta": meta,
-            "params": _jsonable(params or {}),
-            "provenance": _jsonable({"history": meta.get("history", []), **(provenance or {})}),
+            "params": jsonable(params or {}),
+            "fingerprint": jsonable(fingerprint or {}),
+            "provenance": jsonable({"history": meta.get("history", []), **(provenance or {})}),
         }
-        grp.attrs.put(
-            {
-                "ome": ome.multiscales(name, volume.axes, volume.units, volume.spacing,
-                                       ome.origin_array_order(volume.affine)),
-                "voxelstream": attrs,
-            }
-        )
-        grp.create_array(
-            "0",
-            shape=volume.shape,
-            chunks=zchunks,
-            dtype=data.dtype,
-            compressors=default_compressor(),
-            fill_value=0,
-            overwrite=True,
-            dimension_names=["c", *volume.axes],
-        )
-        if not _whole_chunk_blocks(data.chunks, zchunks, data.dtype.itemsize):
-            data = data.rechunk(_write_blocks(zchunks, volume.shape, data.dtype.itemsize))
-        writes = data.map_blocks(
-            _write_chunk,
-            str(self.path),
-            f"{path}/0",
-            token,
-            dtype=bool,
-            chunks=(1,) * data.ndim,
-            name=f"write-{path}-{token}",
-        )
+        group = {"ome": ome.multiscales(name, volume.axes, volume.units, volume.spacing,
+                                        ome.origin_array_order(volume.affine)),
+                 "voxelstream": attrs}
+        stage_dir = self.path / stage_rel
+        layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
+        try:
+            zarr.create_array(
+                store=LocalStore(str(stage_dir)),
+                name=layout.ARRAY,
+                shape=volume.shape,
+                chunks=zchunks,
+                dtype=data.dtype,
+                compressors=default_codecs(),
+                fill_value=0,
+                overwrite=True,
+                dimension_names=["c", *volume.axes],
+            )
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot write {stage_rel} ({exc.strerror or exc})") from None
+        if not whole_chunk_blocks(data.chunks, zchunks, data.dtype.itemsize):
+            data = data.rechunk(write_blocks(zchunks, volume.shape, data.dtype.itemsize))
+        writes = data.map_blocks(write_chunk, str(self.path), f"{stage_rel}/{layout.ARRAY}", token,
+                                 dtype=bool, chunks=(1,) * data.ndim, name=f"write-{stage_rel}")
 
         def finish() -> None:
-            attrs["complete"] = True
-            attrs["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-            grp.attrs["voxelstream"] = attrs
+            with self.output_lock(volume_id, name, quiet=True):
+                attrs["complete"] = True
+                attrs["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
+                if before_commit is not None:
+                    try:
+                        before_commit()
+                    except BaseException:
+                        shutil.rmtree(stage_dir, ignore_errors=True)
+                        raise
+                self._commit(stage_dir, self.path / final_rel, token)
 
-        if not compute:
-            return _all_in_order(_fused(writes)), finish
-        # section by section, front to back: each compute's graph (and the scheduler's state)
-        # covers a few hundred write tasks however big the volume is
-        for section in _sections(writes):
-            if not dask.compute(_all_in_order(_fused(section)))[0]:  # pragma: no cover
-                raise StoreError(f"{self.path}: writing {path} failed")
-        finish()
-        return None
+        parts = [writes] if whole else sections(writes)
+        return [all_in_order(fused(p)) for p in parts], finish
+
+    def _commit(self, staged: Path, final: Path, token: str) -> None:
+        """Move the staged output into place (the old one, if any, out of the way first)."""
+        old = staged.with_name(staged.name + ".old")
+        try:
+            if final.exists():
+                os.rename(final, old)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staged, final)
+        except OSError as exc:
+            raise StoreError(f"{final}: cannot move the finished output into place ({exc.strerror or exc})") from None
+        shutil.rmtree(old, ignore_errors=True)
+
+    def mark_incomplete(self, volume_id: str, name: str) -> None:
+        """Mark an output incomplete so the next run rebuilds it (``verify --repair``)."""
+        with self.output_lock(volume_id, name, quiet=True):
+            doc_path = self.path / layout.output_rel(volume_id, name) / "zarr.json"
+            try:
+                doc = layout.read_doc(doc_path, self._label(volume_id, name))
+            except StoreError:
+                doc = None
+            if doc is None:  # unreadable: the output goes (a rerun makes it again)
+                shutil.rmtree(doc_path.parent, ignore_errors=True)
+                return
+            attrs = doc.setdefault("attributes", {})
+            vs = attrs.get("voxelstream") if isinstance(attrs.get("voxelstream"), dict) else {}
+            vs["complete"] = False
+            attrs["voxelstream"] = vs
+            layout.write_doc(doc_path, doc)
 
     def delete(self, volume_id: str, name: str) -> None:
         """Remove one output (e.g. to recompute it)."""
-        grp = zarr.open_group(store=str(self.path), path=f"volumes/{safe_id(volume_id)}", mode="a")
-        key = safe_id(name, "output name")
-        if key in grp:
-            del grp[key]
+        with self.output_lock(volume_id, name, quiet=True):
+            shutil.rmtree(self.path / layout.output_rel(volume_id, name), ignore_errors=True)
 
     def write_manifest(self, command: str, record: Mapping[str, Any]) -> Path:
-        """Write ``runs/<timestamp>-<command>.json`` describing one run; returns its path."""
+        """Write ``runs/<timestamp>-<command>.json`` describing one run (to a temporary name,
+        then renamed); returns its path. A read-only or full store is a :class:`StoreError`."""
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         out = self.path / "runs" / f"{stamp}-{safe_id(command)}.json"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(_jsonable(record), indent=2))
+        layout.write_doc(out, dict(record))
         return out
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r}, volumes={len(self.volume_ids())})"
 
 
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
 def open_store(path: str | os.PathLike[str], create: bool = False) -> Store:
-    """Open the voxelstream store at ``path`` (``create=True`` makes it if missing)."""
+    """Open the voxelstream store at ``path`` (``create=True`` makes it if missing).
+
+    Opening never writes to an existing store. A directory that is not a voxelstream store (an
+    OME-Zarr from another tool, a Zarr v2 store, a bare array, other files) is a
+    :class:`StoreError` and is left untouched."""
     p = Path(path)
-    if not create and not (p / "zarr.json").exists():
+    if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists() or (p / ".zarray").exists()):
+        reason = layout.foreign_reason(p)
+        if reason is not None:
+            raise StoreError(f"{p}: {reason}")
+        return Store(p)
+    if not create:
         raise StoreError(f"{p}: not a voxelstream store (no zarr.json); create one with 'voxelstream ingest'")
-    p.mkdir(parents=True, exist_ok=True)
-    group = zarr.open_group(store=str(p), mode="a", zarr_format=3)
-    if "voxelstream" not in group.attrs:
-        group.attrs["voxelstream"] = {"kind": "store", "layout": 2}
-    return Store(p, group)
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        raise StoreError(f"{p}: exists and is not a voxelstream store; give a new or empty folder")
+    layout.write_doc(p / "zarr.json", layout.group_doc({"voxelstream": {"kind": layout.STORE_KIND,
+                                                                        "layout": layout.LAYOUT}}))
+    return Store(p)

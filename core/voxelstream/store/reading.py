@@ -1,0 +1,72 @@
+"""The read API plugins use on stored outputs: :class:`OutputReader`, a small picklable
+handle (store root, array path, completion token) that dask tasks carry instead of rebuilding
+store paths or keeping their own ``zarr.open_array`` caches."""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from ..errors import StoreError
+from .chunkio import ChunkReader, plain_codec
+
+__all__ = ["OutputReader"]
+
+
+@functools.lru_cache(maxsize=64)
+def _source(root: str, path: str, token: str, label: str) -> Any:
+    # token: an output rewritten at the same path is a new key, never a stale handle
+    try:
+        arr = zarr.open_array(store=root, path=path, mode="r")
+    except (FileNotFoundError, zarr.errors.NodeTypeValidationError, ValueError, KeyError) as exc:
+        raise StoreError(f"{label}: its array cannot be opened ({exc}); run 'voxelstream verify'") from None
+    codec = plain_codec(arr)
+    return arr if codec is None else ChunkReader(arr, codec, label)
+
+
+@dataclass(frozen=True)
+class OutputReader:
+    """A complete stored output, read region by region (see :meth:`Store.reader`).
+
+    ``shape``/``chunks`` are channel-first ``(C, *spatial)``; ``reader[slices]`` returns
+    numpy (every chunk touched is checksum-verified; a damaged one raises
+    :class:`~voxelstream.errors.StoreError` naming volume, output and chunk).
+    """
+
+    root: str
+    path: str
+    token: str
+    label: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    chunks: tuple[int, ...]
+    channel_added: bool = False  # layout-1 stores kept single-channel volumes without the axis
+
+    @classmethod
+    def create(cls, root: str, path: str, token: str, label: str, spatial_ndim: int,
+               expected_shape: Any = None) -> OutputReader:
+        src = _source(root, path, token, label)
+        shape, chunks = tuple(src.shape), tuple(src.arr.chunks if isinstance(src, ChunkReader) else src.chunks)
+        added = len(shape) == spatial_ndim
+        if added:
+            shape, chunks = (1, *shape), (1, *chunks)
+        if expected_shape is not None and tuple(expected_shape) != shape:
+            raise StoreError(f"{label}: its array has shape {shape} but its metadata says {tuple(expected_shape)} "
+                             "(damaged); run 'voxelstream verify --repair' and re-run the command that makes it")
+        return cls(root, path, token, label, shape, np.dtype(src.dtype), chunks, added)
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        src = _source(self.root, self.path, self.token, self.label)
+        if not self.channel_added:
+            return src[key]
+        key = key if isinstance(key, tuple) else (key,)
+        key = key + (slice(None),) * (self.ndim - len(key))
+        return np.asarray(src[key[1:]])[None][key[0]] if isinstance(key[0], slice) else src[key[1:]]
