@@ -42,7 +42,7 @@ def test_threads_and_local_cluster_give_identical_stores(tmp_path, capsys):
     assert sorted(results["threads"]) == sorted(arrays)
     for vid, (image, smooth, affine) in results["threads"].items():
         d_image, d_smooth, d_affine = results["local:2"][vid]
-        np.testing.assert_array_equal(image, arrays[vid])
+        np.testing.assert_array_equal(image[0], arrays[vid])
         np.testing.assert_array_equal(d_image, image)
         np.testing.assert_array_equal(d_smooth, smooth)
         np.testing.assert_array_equal(d_affine, affine)

@@ -2,26 +2,72 @@
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterator, Sequence
-from typing import TextIO
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, TextIO
 
-from .batch import BatchReport, Outcome, run_batch
+from .batch import BatchReport
 from .discovery import ReadOptions, discover
-from .progress import task_progress
+from .runner import VolumeJob, run_per_volume
 from .specs import Source, SourceError
 from .store import Store
 
-__all__ = ["ingest"]
+__all__ = ["ingest", "source_fingerprint"]
 
 
-def _fail(err: SourceError) -> Callable[[], Outcome]:
-    def job() -> Outcome:
-        from .errors import ReadError
+def _files_of(location: str) -> list[Path]:
+    """The files a source was read from, when its reader does not list them: the file and
+    its companions (same name, other suffix: ``scan.mhd`` + ``scan.raw``), or every file
+    under its folder (a DICOM series: a new slice changes the folder)."""
+    p = Path(location)
+    if p.is_dir():
+        out = []
+        for dirpath, dirnames, filenames in os.walk(p):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            out.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
+        return out
+    stem = p.name.split(".", 1)[0]
+    try:
+        return [q for q in p.parent.iterdir() if q.is_file() and q.name.split(".", 1)[0] == stem]
+    except OSError:
+        return [p]
 
-        raise ReadError(err.reason)
 
-    return job
+def source_fingerprint(src: Source) -> dict[str, Any]:
+    """What an ingested volume was made from: a digest of its files' names, sizes and
+    modification times (a salted-free hash: no path reaches the store). A series that gains
+    a slice, or a file rewritten in place, gets a new fingerprint, so a plain rerun redoes it."""
+    files = [Path(f) for f in getattr(src, "files", ()) or ()] or _files_of(src.location)
+    h = hashlib.sha256()
+    n = 0
+    for f in sorted(files):
+        try:
+            st = f.stat()
+        except OSError:
+            continue
+        h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        n += 1
+    return {"reader": src.reader, "files": n, "sha256": h.hexdigest()}
+
+
+def _jobs(inputs: Sequence[str], options: ReadOptions) -> Iterator[VolumeJob]:
+    import functools
+
+    seen: dict[str, str] = {}
+    for item in discover(inputs, options):
+        if isinstance(item, SourceError):
+            yield VolumeJob(item.location, label=item.location, error=item.reason)
+            continue
+        if item.volume_id in seen:
+            yield VolumeJob(item.volume_id, label=item.location, error=(
+                f"volume id {item.volume_id!r} was already ingested from {seen[item.volume_id]}; "
+                "ids must be unique in a store"))
+            continue
+        seen[item.volume_id] = item.location
+        yield VolumeJob(item.volume_id, build=item.open, fingerprint=functools.partial(source_fingerprint, item),
+                        info={"reader": item.reader})
 
 
 def ingest(
@@ -33,55 +79,20 @@ def ingest(
     out: TextIO | None = None,
     err: TextIO | None = None,
     force: bool = False,
+    in_flight: int | None = None,
 ) -> BatchReport:
     """Stream every volume found under ``inputs`` into ``store`` as ``<id>/image``.
 
     Prints ``<id>\\t<shape>`` per stored volume on ``out``; failures go to ``err`` as
     ``error: INPUT: reason`` and the others go on. Volumes already stored completely from
-    the same source with the same parameters are skipped (``force`` redoes them).
+    the same files (names, sizes, modification times) with the same parameters are skipped
+    (``force`` redoes them); a changed series is ingested again.
     """
-    out = out or sys.stdout
     options = ReadOptions(keep_phi=keep_phi)
-    seen: dict[str, str] = {}
-
-    def jobs() -> Iterator[tuple[str, Callable[[], Outcome | None]]]:
-        for item in discover(inputs, options):
-            if isinstance(item, SourceError):
-                yield item.location, _fail(item)
-            else:
-                yield item.location, _job(item)
-
-    def _job(src: Source) -> Callable[[], Outcome]:
-        def job() -> Outcome:
-            from .errors import ReadError
-
-            if src.volume_id in seen:
-                raise ReadError(
-                    f"volume id {src.volume_id!r} was already ingested from {seen[src.volume_id]}; "
-                    "ids must be unique in a store"
-                )
-            seen[src.volume_id] = src.location
-            params = {"reader": src.reader, "source": src.location, "chunks": chunks, "keep_phi": keep_phi}
-            if not force and store.is_complete(src.volume_id, "image", params):
-                shape = store.open(src.volume_id).shape
-                print(f"{src.volume_id}\t{'x'.join(map(str, shape))}\t(already stored)", file=out, flush=True)
-                return Outcome(src.location, "skipped", info={"id": src.volume_id})
-            vol = src.open()
-            with task_progress(f"ingest {src.volume_id[-24:]}"):
-                store.write(
-                    vol,
-                    src.volume_id,
-                    "image",
-                    chunks=chunks,
-                    params=params,
-                    provenance={"stage": "ingest", "reader": src.reader, "source": src.location},
-                    keep_phi=keep_phi,
-                )
-            print(f"{src.volume_id}\t{'x'.join(map(str, vol.shape))}", file=out, flush=True)
-            return Outcome(src.location, "done", info={"id": src.volume_id, "shape": list(vol.shape)})
-
-        return job
-
-    report = run_batch(jobs(), err=err)
-    store.write_manifest("ingest", {"inputs": list(inputs), "chunks": chunks, **report.as_record()})
-    return report
+    params = {"chunks": chunks, "keep_phi": keep_phi}
+    return run_per_volume(
+        store, _jobs(inputs, options), output="image", command="ingest", params=params, chunks=chunks,
+        force=force, keep_phi=keep_phi, provenance={"stage": "ingest"}, in_flight=in_flight,
+        record={"inputs": [str(i) for i in inputs], "chunks": chunks}, numbered=False,
+        skipped_text="already stored", out=out, err=err,
+    )

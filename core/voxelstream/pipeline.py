@@ -1,18 +1,18 @@
-"""Chains of stages run store to store, one volume at a time, chunk-streamed."""
+"""Chains of stages run store to store, chunk-streamed, through the per-volume runner."""
 
 from __future__ import annotations
 
-import sys
+import functools
 import tomllib
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from .batch import BatchReport, Outcome, run_batch
+from .batch import BatchReport
 from .errors import VoxelstreamError
 from .plugins import get_stage
-from .progress import task_progress
+from .runner import Accepts, run_per_volume, stored_jobs
 from .store import Store
 from .volume import Volume
 
@@ -49,6 +49,11 @@ def apply_stages(volume: Volume, stages: Sequence[StageCall]) -> Volume:
     return volume
 
 
+def _build(store: Store, input: str, stages: tuple[StageCall, ...], volume_id: str) -> Volume:
+    # module level (not a closure): it travels to dask.distributed workers
+    return apply_stages(store.open(volume_id, input), stages)
+
+
 def run_pipeline(
     store: Store,
     stages: Sequence[StageCall],
@@ -60,42 +65,27 @@ def run_pipeline(
     out: TextIO | None = None,
     err: TextIO | None = None,
     command: str = "run",
+    accepts: Accepts | Mapping[str, Any] | str | None = None,
+    in_flight: int | None = None,
 ) -> BatchReport:
     """For every volume with a complete ``input``, write ``stages(input)`` as ``output``.
 
-    Volumes whose ``output`` is already complete with the same stages are skipped
-    (``force`` redoes them); a failing volume is reported and the others go on.
+    Volumes whose ``output`` is already complete with the same stages, made from the same
+    ``input`` (its completion token), are skipped (``force`` redoes them); a rewritten input
+    is redone. A failing volume is reported and the others go on; a volume whose input is
+    missing or incomplete is an error. ``accepts`` (a task's modality, see
+    :class:`~voxelstream.runner.Accepts`) skips volumes of other modalities with a note.
     """
-    out = out or sys.stdout
     for call in stages:  # fail fast on unknown stage names, before touching any volume
         get_stage(call.name)
+    stages = tuple(stages)
     params = {"input": input, "stages": [c.as_dict() for c in stages], "chunks": chunks}
-    ids = store.volume_ids(name=input)
-    if not ids:
-        raise VoxelstreamError(f"{store.path}: no volume has a complete {input!r} output; ingest first")
-
-    def jobs() -> Iterator[tuple[str, Callable[[], Outcome]]]:
-        for n, vid in enumerate(ids, 1):
-            yield vid, _job(vid, n)
-
-    def _job(vid: str, n: int) -> Callable[[], Outcome]:
-        def job() -> Outcome:
-            if not force and store.is_complete(vid, output, params):
-                print(f"[{n}/{len(ids)}] {vid}\t(already done)", file=out, flush=True)
-                return Outcome(vid, "skipped")
-            vol = apply_stages(store.open(vid, input), stages)
-            with task_progress(f"{command} {vid[-24:]}"):
-                store.write(vol, vid, output, chunks=chunks, params=params,
-                            provenance={"stage": command, "input": input})
-            shape = "x".join(map(str, vol.shape))
-            print(f"[{n}/{len(ids)}] {vid}\t{shape}", file=out, flush=True)
-            return Outcome(vid, "done", info={"shape": list(vol.shape)})
-
-        return job
-
-    report = run_batch(jobs(), err=err)
-    store.write_manifest(command, {**params, "output": output, **report.as_record()})
-    return report
+    jobs = stored_jobs(store, input, functools.partial(_build, store, input, stages), accepts=accepts)
+    if not jobs:
+        raise VoxelstreamError(f"{store.path}: the store holds no volume; ingest first")
+    return run_per_volume(store, jobs, output=output, command=command, params=params, chunks=chunks,
+                          force=force, provenance={"stage": command, "input": input}, in_flight=in_flight,
+                          record=params, out=out, err=err)
 
 
 def load_pipeline(path: str | Path) -> Pipeline:

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 from dask.callbacks import Callback
 
-__all__ = ["progress_enabled", "TaskProgress", "task_progress"]
+__all__ = ["progress_enabled", "TaskProgress", "task_progress", "RunProgress", "run_progress"]
 
 
 def progress_enabled() -> bool:
@@ -58,3 +58,60 @@ def task_progress(label: str) -> Iterator[None]:
         tid = prog.add_task(label, total=None)
         with TaskProgress(prog, tid):
             yield
+
+
+class _RunTasks(Callback):
+    """Counts the chunk tasks of every local compute of a run into one bar (several volumes
+    in flight compute at once: each adds its tasks to the total instead of resetting it)."""
+
+    def __init__(self, progress, task_id):
+        super().__init__()
+        self._progress = progress
+        self._task = task_id
+        self._total = 0
+
+    def _start_state(self, dsk, state):
+        self._total += sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+        self._progress.update(self._task, total=self._total)
+
+    def _posttask(self, key, result, dsk, state, worker_id):
+        self._progress.advance(self._task)
+
+
+class RunProgress:
+    """Progress of a per-volume run: volumes done of all, and (local schedulers) chunk tasks.
+    ``advance()`` counts one volume; a no-op object when progress is off."""
+
+    def __init__(self, prog=None, vol_task=None):
+        self._prog, self._vol = prog, vol_task
+
+    def advance(self) -> None:
+        if self._prog is not None:
+            self._prog.advance(self._vol)
+
+
+@contextlib.contextmanager
+def run_progress(label: str, volumes: int, *, distributed: bool = False) -> Iterator[RunProgress]:
+    """A volumes bar (and a chunk-task bar unless the chunks run on dask.distributed workers,
+    whose tasks this process cannot see) for the duration of a run."""
+    if not progress_enabled():
+        yield RunProgress()
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as prog:
+        vol_task = prog.add_task(f"{label}: volumes", total=volumes)
+        if distributed:
+            yield RunProgress(prog, vol_task)
+            return
+        tasks = prog.add_task(f"{label}: chunk tasks", total=None)
+        with _RunTasks(prog, tasks):
+            yield RunProgress(prog, vol_task)

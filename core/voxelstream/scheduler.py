@@ -8,15 +8,10 @@ from typing import Any
 
 import dask
 
+from .constants import DEFAULT_SCHEDULER, SCHEDULER_HELP  # there, so the CLI lists them without dask
 from .errors import VoxelstreamError
 
-__all__ = ["use_scheduler", "SCHEDULER_HELP"]
-
-SCHEDULER_HELP = (
-    "where the dask graph runs: 'threads' (default, nothing to start), 'processes', "
-    "'local:N' (a local dask.distributed cluster of N worker processes) or "
-    "'tcp://HOST:PORT' (an existing dask.distributed scheduler)"
-)
+__all__ = ["use_scheduler", "SCHEDULER_HELP", "worker_threads"]
 
 
 def _threads() -> Callable[..., Any]:
@@ -44,7 +39,7 @@ _LOCAL = {"threads": _threads, "processes": _processes, "sync": _sync, "synchron
 def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
     """Run the enclosed ``dask.compute`` calls on ``spec``; yields the distributed Client
     when there is one. Workers rebuild the plugin manager from entry points themselves."""
-    spec = (spec or "threads").strip()
+    spec = (spec or DEFAULT_SCHEDULER).strip()
     if spec in _LOCAL:
         # the scheduler function, not its name: dask resolves a name by first importing
         # dask.distributed to look for a client (0.2-0.8 s of every CLI run)
@@ -74,3 +69,16 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
             yield client
         return
     raise VoxelstreamError(f"--scheduler {spec!r}: unknown; {SCHEDULER_HELP}")
+
+
+def worker_threads() -> int:
+    """Threads of the dask.distributed worker running the caller (its ``--nthreads``), or
+    the number of CPUs outside a worker: how many chunk tasks one volume may run at once."""
+    import os
+
+    try:
+        from distributed import get_worker
+
+        return max(1, int(get_worker().state.nthreads))
+    except (ImportError, ValueError, AttributeError):
+        return os.cpu_count() or 1

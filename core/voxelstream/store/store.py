@@ -194,11 +194,12 @@ class Store:
             if not quiet:
                 print(f"note: {volume_id}: waiting for another process writing {name!r}", file=sys.stderr, flush=True)
 
-        self._check_writable()
+        self.check_writable()
         with output_lock(self.path / layout.lock_rel(volume_id, name), note) as waited:
             yield waited
 
-    def _check_writable(self) -> None:
+    def check_writable(self) -> None:
+        """Raise :class:`StoreError` (one line) when the store cannot be written."""
         if not os.access(self.path, os.W_OK):
             raise StoreError(f"{self.path}: the store is read-only; nothing was written")
 
@@ -265,7 +266,7 @@ class Store:
     def _stage(self, volume: Volume, volume_id: str, name: str, chunks: Any, params: Any, fingerprint: Any,
                provenance: Any, keep_phi: bool, before_commit: Callable[[], None] | None,
                whole: bool = False) -> tuple[list[Any], Callable[[], None]]:
-        self._check_writable()
+        self.check_writable()
         final_rel = layout.output_rel(volume_id, name)  # also checks the ids
         data = volume.data
         zchunks = chunk_shape(chunks, volume.shape, data.dtype.itemsize)

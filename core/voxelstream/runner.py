@@ -1,0 +1,406 @@
+"""The per-volume runner: the one loop behind every command that writes one output per volume
+(``ingest``, ``run``, task commands such as preprocessing or dense inference).
+
+For each volume, in order: filter (modality, a known error) -> skip when the output is
+complete with the same parameters *and* made from the same inputs (the fingerprint) ->
+lock the output (across processes; released when the holder dies) -> build the lazy output ->
+write it under a staging name -> check the inputs did not change meanwhile -> move it into
+place -> report one line. A failing volume prints ``error: <id>: reason`` and the others go
+on; every run writes a manifest.
+
+Several volumes are in flight at once (bounded by ``in_flight``): on threads by default, and
+on dask.distributed (one future per volume, collected with ``as_completed``) when a
+distributed client is active (``--scheduler local:N`` / ``tcp://...``). There a volume is
+one task: the worker opens the store, rebuilds the plugins from entry points, computes the
+volume with its own threads and stages it; the output lock is taken by the worker, so a dead
+worker never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TextIO
+
+from .batch import BatchReport, Outcome, describe_error
+from .errors import StoreError, VoxelstreamError
+from .progress import run_progress
+
+__all__ = [
+    "Accepts",
+    "VolumeJob",
+    "run_per_volume",
+    "stored_jobs",
+    "input_fingerprint",
+    "default_in_flight",
+]
+
+#: Modality values that say nothing about the image (DICOM "OT" = other).
+UNKNOWN_MODALITIES = ("", "OT", None)
+
+
+@dataclass(frozen=True)
+class Accepts:
+    """Which stored volumes a task's commands act on.
+
+    A volume whose ``meta["modality"]`` is known acts only if it equals ``modality``. A volume
+    of unknown modality (none recorded, or DICOM's "OT") acts when it fits: ``spatial_ndim``
+    spatial axes (when given) in ``units`` (when given). ``modality=None`` accepts everything.
+    CT preprocessing: ``Accepts("CT", spatial_ndim=3, units="mm")`` (a ``.mhd`` CT has no
+    modality, a colour photograph has 2 spatial axes in pixels).
+    """
+
+    modality: str | None = None
+    spatial_ndim: int | None = None
+    units: str | None = None
+
+    def reason_to_skip(self, attrs: Mapping[str, Any]) -> str | None:
+        """``None`` when the stored output described by ``attrs`` is accepted, else why not."""
+        if self.modality is None:
+            return None
+        have = (attrs.get("meta") or {}).get("modality")
+        if have not in UNKNOWN_MODALITIES:
+            if str(have).upper() == self.modality.upper():
+                return None
+            return f"modality {have}, not {self.modality}"
+        axes = [a for a in attrs.get("axes", ["c", "z", "y", "x"]) if a != "c"]
+        units = set(attrs.get("units") or ["mm"] * len(axes))
+        if self.spatial_ndim is not None and len(axes) != self.spatial_ndim:
+            return f"modality unknown and {len(axes)}-D, not a {self.spatial_ndim}-D {self.modality} volume"
+        if self.units is not None and units != {self.units}:
+            return f"modality unknown and in {'/'.join(sorted(units))}, not {self.units} as {self.modality} is"
+        return None
+
+
+def as_accepts(accepts: Accepts | Mapping[str, Any] | str | None) -> Accepts:
+    """``"CT"`` -> ``Accepts("CT")``; a mapping -> ``Accepts(**mapping)`` (so a command module
+    need not import the runner to declare it); ``None`` -> accept all."""
+    if isinstance(accepts, Accepts):
+        return accepts
+    if isinstance(accepts, Mapping):
+        return Accepts(**accepts)
+    return Accepts(modality=accepts)
+
+
+@dataclass(frozen=True)
+class VolumeJob:
+    """One volume's work for :func:`run_per_volume`.
+
+    Attributes:
+        volume_id: the volume (its output is ``volumes/<volume_id>/<output>``).
+        build: makes the lazy output :class:`Volume`; called only when the volume is not
+            skipped, possibly on a dask.distributed worker (so picklable: a module-level
+            function or ``functools.partial``; closures travel with cloudpickle).
+        fingerprint: returns what the output is made from *now* (source files, input tokens);
+            part of the skip decision, and checked again just before the output is committed.
+        label: how output lines name the volume (default ``volume_id``).
+        error: a failure known up front (an unreadable input): reported, not run.
+        note: a reason not to act on this volume (another modality): one note line, no error.
+    """
+
+    volume_id: str
+    build: Callable[[], Any] | None = None
+    fingerprint: Callable[[], Mapping[str, Any]] | None = None
+    label: str = ""
+    error: str | None = None
+    note: str | None = None
+    info: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.label or self.volume_id
+
+
+def input_fingerprint(store: Any, volume_id: str, inputs: Sequence[str]) -> dict[str, Any]:
+    """The completion tokens of ``inputs`` of ``volume_id`` (a new token each time an input
+    is rewritten): what a derived output is made from. Raises :class:`StoreError` naming the
+    volume when an input is missing, incomplete or damaged."""
+    return {"inputs": {name: store.completion_token(volume_id, name) for name in inputs}}
+
+
+def stored_jobs(
+    store: Any,
+    input: str | Sequence[str],
+    build: Callable[[str], Any],
+    *,
+    accepts: Accepts | Mapping[str, Any] | str | None = None,
+) -> list[VolumeJob]:
+    """One :class:`VolumeJob` per volume in ``store``: ``build(volume_id)`` makes the output
+    from the stored ``input`` output(s). Volumes rejected by ``accepts`` get a note; a volume
+    whose input is missing, incomplete or damaged gets an error (never a silent skip)."""
+    import functools
+
+    inputs = (input,) if isinstance(input, str) else tuple(input)
+    acc = as_accepts(accepts)
+    jobs = []
+    for vid in store.volume_ids(damaged=True):
+        try:
+            attrs = store.output_attrs(vid, inputs[0])
+            note = acc.reason_to_skip(attrs) if attrs else None
+            if note is None:
+                input_fingerprint(store, vid, inputs)  # missing/incomplete input: an error now
+        except VoxelstreamError as exc:
+            jobs.append(VolumeJob(vid, error=str(exc)))
+            continue
+        if note is not None:
+            jobs.append(VolumeJob(vid, note=note))
+            continue
+        jobs.append(VolumeJob(vid, functools.partial(build, vid),
+                              functools.partial(input_fingerprint, store, vid, inputs)))
+    return jobs
+
+
+def default_in_flight(client: Any = None) -> int:
+    """Volumes in flight by default: on dask.distributed one per worker thread plus one (so a
+    worker never waits for the client), on threads 2 (each volume already uses every core;
+    a second one fills the gaps of small volumes). ``VOXELSTREAM_IN_FLIGHT`` overrides."""
+    env = os.environ.get("VOXELSTREAM_IN_FLIGHT", "")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise VoxelstreamError(f"VOXELSTREAM_IN_FLIGHT={env!r}: expected a whole number >= 1") from None
+    if client is not None:
+        threads = sum(client.nthreads().values()) or 1
+        return threads + 1
+    return 2
+
+
+@dataclass(frozen=True)
+class _Work:
+    """What a worker needs for one volume (picklable)."""
+
+    store_path: str
+    job: VolumeJob
+    output: str
+    params: Mapping[str, Any]
+    chunks: Any
+    keep_phi: bool
+    provenance: Mapping[str, Any]
+    force: bool
+    describe: Callable[[Any], str] | None
+    local_scheduler: bool
+
+
+def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    from .store.store import jsonable
+
+    return jsonable(a) == jsonable(b)
+
+
+def _execute(work: _Work) -> dict[str, Any]:
+    """Lock -> skip check -> build -> stage -> check inputs -> commit, for one volume.
+    Runs in a thread of this process or in a dask.distributed worker."""
+    from .store import open_store
+
+    store = open_store(work.store_path)
+    job = work.job
+    vid, output = job.volume_id, work.output
+    with store.output_lock(vid, output) as waited:
+        fp = dict(job.fingerprint()) if job.fingerprint else {}
+        if (not work.force or waited) and store.is_complete(vid, output, work.params, fingerprint=fp):
+            return {"status": "skipped", "detail": "done by another process" if waited else "already done"}
+        vol = job.build()
+
+        def inputs_unchanged() -> None:
+            if job.fingerprint and not _same(fp, job.fingerprint()):
+                raise StoreError(f"{vid}: its input changed while {output!r} was being made; run the command again")
+
+        if work.local_scheduler:
+            # on a dask.distributed worker the volume's chunks run on this worker's threads
+            import dask
+
+            from .scheduler import worker_threads
+
+            with dask.config.set(scheduler="threads", num_workers=worker_threads()):
+                store.write(vol, vid, output, chunks=work.chunks, params=work.params, fingerprint=fp,
+                            provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
+        else:
+            store.write(vol, vid, output, chunks=work.chunks, params=work.params, fingerprint=fp,
+                        provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
+    detail = work.describe(vol) if work.describe else ""
+    return {"status": "done", "shape": list(vol.shape), "detail": detail}
+
+
+def _active_client() -> Any:
+    """The dask.distributed client the current scheduler setting points at, if any."""
+    if "distributed" not in sys.modules:  # never imported: no client can exist
+        return None
+    import dask
+
+    if dask.config.get("scheduler", None) not in (None, "dask.distributed", "distributed"):
+        return None  # a local scheduler was chosen explicitly
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except ValueError:  # no client
+        return None
+
+
+def _pending(executor: Any, client: Any, works: Iterator[tuple[int, VolumeJob, _Work]], cap: int,
+             resources: Mapping[str, float] | None) -> Iterator[tuple[int, VolumeJob, Any]]:
+    """Submit up to ``cap`` volumes at a time; yield ``(n, job, finished future)`` as each
+    completes (whatever order), submitting the next one in its place."""
+    if client is not None:
+        from distributed import as_completed
+
+        def submit(w: _Work) -> Any:
+            return client.submit(_execute, w, pure=False, resources=dict(resources) if resources else None,
+                                 key=f"volume-{w.output}-{w.job.volume_id}-{os.urandom(4).hex()}")
+
+        running: dict[Any, tuple[int, VolumeJob]] = {}
+        queue = as_completed()
+        for n, job, w in works:
+            fut = submit(w)
+            running[fut] = (n, job)
+            queue.add(fut)
+            if len(running) >= cap:
+                done = next(queue)
+                yield (*running.pop(done), done)
+        for done in queue:
+            yield (*running.pop(done), done)
+        return
+
+    import concurrent.futures as cf
+
+    running_local: dict[cf.Future, tuple[int, VolumeJob]] = {}
+    for n, job, w in works:
+        running_local[executor.submit(_execute, w)] = (n, job)
+        if len(running_local) >= cap:
+            finished, _ = cf.wait(running_local, return_when=cf.FIRST_COMPLETED)
+            for f in finished:
+                yield (*running_local.pop(f), f)
+    for f in cf.as_completed(list(running_local)):
+        yield (*running_local.pop(f), f)
+
+
+def run_per_volume(
+    store: Any,
+    jobs: Iterable[VolumeJob],
+    *,
+    output: str,
+    command: str,
+    params: Mapping[str, Any],
+    chunks: Any = None,
+    force: bool = False,
+    keep_phi: bool = False,
+    provenance: Mapping[str, Any] | None = None,
+    in_flight: int | None = None,
+    resources: Mapping[str, float] | None = None,
+    describe: Callable[[Any], str] | None = None,
+    record: Mapping[str, Any] | None = None,
+    numbered: bool = True,
+    skipped_text: str = "already done",
+    out: TextIO | None = None,
+    err: TextIO | None = None,
+) -> BatchReport:
+    """Write ``output`` of every job's volume into ``store``; returns the report (its
+    ``exit_code`` is 1 when any volume failed).
+
+    Args:
+        jobs: one :class:`VolumeJob` per volume (see :func:`stored_jobs` for outputs made
+            from stored outputs).
+        output: the output name written for each volume.
+        command: names the run in the manifest (``runs/<time>-<command>.json``) and progress.
+        params: what makes two outputs the same (with the fingerprint); ``force`` redoes
+            outputs that are complete with the same ones.
+        chunks, keep_phi, provenance: passed to :meth:`Store.write`.
+        in_flight: volumes in flight at once (default :func:`default_in_flight`); memory is
+            bounded by it times one volume's bound.
+        resources: dask.distributed resources each volume's task needs (``{"GPU": 1}``).
+        describe: extra text for a volume's done line, from the output :class:`Volume`.
+        record: extra fields for the manifest.
+        numbered: prefix lines with ``[n/N]``.
+
+    Lines: ``[n/N] <id>\\t<shape>`` (done), ``[n/N] <id>\\t(already done)`` (skipped) on
+    ``out``; ``note: <id>: ...`` (not acted on) and ``error: <id>: reason`` on ``err``.
+    """
+    out = out or sys.stdout
+    err = err or sys.stderr
+    store.check_writable()  # a read-only store: one line, before any volume is touched
+    jobs = list(jobs)
+    total = len(jobs)
+    report = BatchReport()
+    prov = {"stage": command, **(provenance or {})}
+    client = _active_client()
+    cap = max(1, in_flight or default_in_flight(client))
+    started = time.perf_counter()
+
+    def prefix(n: int) -> str:
+        return f"[{n}/{total}] " if numbered else ""
+
+    def add(outcome: Outcome, t0: float) -> None:
+        outcome.seconds = round(time.perf_counter() - t0, 3)
+        report.outcomes.append(outcome)
+
+    def fail(job: VolumeJob, detail: str, t0: float) -> None:
+        print(f"error: {job.name}: {detail}", file=err, flush=True)
+        add(Outcome(job.name, "failed", detail, info={"id": job.volume_id, **job.info}), t0)
+
+    def todo() -> Iterator[tuple[int, VolumeJob, _Work]]:
+        for n, job in enumerate(jobs, 1):
+            t0 = time.perf_counter()
+            if job.error is not None:
+                fail(job, job.error, t0)
+                progress.advance()
+                continue
+            if job.note is not None:
+                print(f"note: {job.volume_id}: {job.note}; skipped", file=err, flush=True)
+                add(Outcome(job.name, "skipped", job.note, info={"id": job.volume_id, **job.info}), t0)
+                progress.advance()
+                continue
+            try:
+                if not force:
+                    fp = dict(job.fingerprint()) if job.fingerprint else {}
+                    if store.is_complete(job.volume_id, output, params, fingerprint=fp):
+                        print(f"{prefix(n)}{job.volume_id}\t({skipped_text})", file=out, flush=True)
+                        add(Outcome(job.name, "skipped", info={"id": job.volume_id, **job.info}), t0)
+                        progress.advance()
+                        continue
+            except Exception as exc:  # a damaged volume: reported, the others go on
+                fail(job, describe_error(exc), t0)
+                progress.advance()
+                continue
+            starts[n] = t0
+            yield n, job, _Work(str(store.path), job, output, params, chunks, keep_phi, prov, force, describe,
+                                client is not None)
+
+    starts: dict[int, float] = {}
+    import concurrent.futures as cf
+
+    with run_progress(command, total, distributed=client is not None) as progress, \
+            cf.ThreadPoolExecutor(max_workers=cap, thread_name_prefix="voxelstream-volume") as executor:
+        for n, job, fut in _pending(executor, client, todo(), cap, resources):
+            t0 = starts.pop(n, started)
+            try:
+                res = fut.result()
+            except KeyboardInterrupt:
+                raise
+            except Exception as exc:  # one bad volume must not stop the others
+                fail(job, describe_error(exc), t0)
+                if os.environ.get("VOXELSTREAM_DEBUG"):
+                    import traceback
+
+                    traceback.print_exception(exc, file=err)
+            else:
+                info = {"id": job.volume_id, **job.info}
+                if res["status"] == "skipped":
+                    print(f"{prefix(n)}{job.volume_id}\t({res['detail']})", file=out, flush=True)
+                    add(Outcome(job.name, "skipped", res["detail"], info=info), t0)
+                else:
+                    shape = "x".join(map(str, res["shape"]))
+                    extra = f" {res['detail']}" if res.get("detail") else ""
+                    print(f"{prefix(n)}{job.volume_id}\t{shape}{extra}", file=out, flush=True)
+                    add(Outcome(job.name, "done", info={**info, "shape": res["shape"]}), t0)
+            progress.advance()
+    try:
+        store.write_manifest(command, {**(record or {}), "output": output, "params": dict(params),
+                                       **report.as_record()})
+    except VoxelstreamError as exc:
+        print(f"error: {exc}", file=err, flush=True)
+        report.outcomes.append(Outcome("manifest", "failed", str(exc)))
+    return report
