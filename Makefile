@@ -9,10 +9,10 @@ DEMO   ?= demo-output
 
 # Installs the engine + first-party plugins (editable) and the example third-party plugin,
 # exactly as a user would: through pip and the `voxelstream` entry-point group.
-$(STAMP): pyproject.toml examples/voxelstream-gaussian/pyproject.toml
+$(STAMP): pyproject.toml examples/voxelstream-example/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e ".[test]" -e examples/voxelstream-gaussian
+	$(PY) -m pip install -q -e ".[test]" -e examples/voxelstream-example
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -1,1 +1,0 @@
-"""Example third-party voxelstream plugin (see plugin.py)."""
