@@ -102,7 +102,7 @@ def test_utf8_bom_and_crlf_are_plain(tmp_path: Path, capsys: pytest.CaptureFixtu
 def test_evaluate_cli_reports_one_line_without_traceback(tmp_path: Path) -> None:
     ann = _write(tmp_path, "annotations.csv", ANN + GOOD)
     det = _write(tmp_path, "det.csv", DET + "1.2.3,-10.5,20.25,-150,0.9\n1.2.3,0,0,0,7\n")
-    proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "evaluate", "--detections", str(det),
+    proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "nodules", "evaluate", "--detections", str(det),
                            "--annotations", str(ann), "--out", str(tmp_path / "ev")],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0

@@ -181,5 +181,5 @@ def test_detect_command_writes_luna16_csv(tmp_path):
 def test_detect_command_without_prob_outputs_says_run_infer(tmp_path):
     store = open_store(tmp_path / "s.zarr", create=True)
     store.write(_geometry_volume(np.zeros(SHAPE, np.float32)), "a", "image", chunks=16)
-    with pytest.raises(VoxelstreamError, match="voxelstream infer"):
+    with pytest.raises(VoxelstreamError, match="voxelstream nodules infer"):
         _run_detect(["--store", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "d.csv")])

@@ -77,5 +77,5 @@ def test_mining_appends_top_false_positives_of_training_series_only(setup):
 def test_mining_needs_the_probability_maps(setup):
     store, model, cubes_path, nodule, _ = setup
     store.delete("train-a", "prob")
-    with pytest.raises(vs.VoxelstreamError, match="voxelstream infer"):
+    with pytest.raises(vs.VoxelstreamError, match="voxelstream nodules infer"):
         mine_hard_negatives(store, model, [nodule], cubes_path)

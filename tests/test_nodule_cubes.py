@@ -202,7 +202,7 @@ def test_cubeset_append_and_batches(tmp_path):
 
 def test_cli_cubes_end_to_end(dataset, capsys):
     tmp, store, _, ann, excl = dataset
-    rc = main(["cubes", "--store", str(store.path), "--annotations", str(ann), "--out", str(tmp / "cli.zarr"),
+    rc = main(["nodules", "cubes", "--store", str(store.path), "--annotations", str(ann), "--out", str(tmp / "cli.zarr"),
                "--cube-mm", str(CUBE_MM), "--negatives-per-volume", "3", "--augment", "1",
                "--excluded", str(excl), "--seed", "1"])
     out = capsys.readouterr()
@@ -218,10 +218,10 @@ def test_cli_pipeline_on_project_phantoms(tmp_path, capsys):
     """phantoms -> ingest -> preprocess -> cubes, positives checked with SimpleITK on the
     preprocessed volumes."""
     scans, store_path, cubes = tmp_path / "scans", tmp_path / "s.zarr", tmp_path / "cubes.zarr"
-    assert main(["phantoms", "--out", str(scans), "--n", "2", "--seed", "4"]) == 0
+    assert main(["ct", "phantoms", "--out", str(scans), "--n", "2", "--seed", "4"]) == 0
     assert main(["ingest", str(scans), "--store", str(store_path)]) == 0
-    assert main(["preprocess", "--store", str(store_path)]) == 0
-    assert main(["cubes", "--store", str(store_path), "--annotations", str(scans / "annotations.csv"),
+    assert main(["ct", "preprocess", "--store", str(store_path)]) == 0
+    assert main(["nodules", "cubes", "--store", str(store_path), "--annotations", str(scans / "annotations.csv"),
                  "--excluded", str(scans / "annotations_excluded.csv"), "--out", str(cubes),
                  "--negatives-per-volume", "2", "--seed", "0"]) == 0
     capsys.readouterr()

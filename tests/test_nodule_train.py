@@ -52,7 +52,7 @@ def test_roc_auc_against_pairwise_count():
 
 
 def _train(cubes, out, seed):
-    return main(["train", "--cubes", str(cubes), "--out", str(out), "--epochs", "2", "--batch-size", "8",
+    return main(["nodules", "train", "--cubes", str(cubes), "--out", str(out), "--epochs", "2", "--batch-size", "8",
                  "--val-fraction", "0.25", "--seed", str(seed), "--channels", "4,8"])
 
 
@@ -89,7 +89,7 @@ def test_train_writes_model_split_metrics_and_is_deterministic(trained):
 
 
 def test_train_init_continues_from_a_model(trained, capsys):
-    rc = main(["train", "--cubes", str(trained / "cubes.zarr"), "--out", str(trained / "c"), "--epochs", "1",
+    rc = main(["nodules", "train", "--cubes", str(trained / "cubes.zarr"), "--out", str(trained / "c"), "--epochs", "1",
                "--batch-size", "8", "--val-fraction", "0.25", "--seed", "3", "--init", str(trained / "a")])
     out = capsys.readouterr().out
     assert rc == 0 and "epoch 1:" in out and "val AUC" in out

@@ -1,8 +1,11 @@
-"""Plugin discovery: entry points, conflicts, broken plugins, the third-party example."""
+"""Plugin discovery: entry points, contained failures, conflicts, lazy specs, the third-party example.
+
+Fake plugins are installed as real distributions with entry points (tests/fakeplugins.py);
+the console-script tests run ``voxelstream`` in a child process as a user would.
+"""
 
 import importlib.metadata as md
 import json
-import subprocess
 import sys
 import types
 
@@ -14,6 +17,8 @@ from voxelstream import plugins
 from voxelstream.cli.main import main
 from voxelstream.testing import check_stage, sample_volume
 
+from fakeplugins import activate, install, run_cli, unique
+
 
 @pytest.fixture(autouse=True)
 def fresh_plugins():
@@ -22,7 +27,7 @@ def fresh_plugins():
     plugins.reset()
 
 
-def _module(name, stage_names=()):
+def _stage_module(name, stage_names=()):
     mod = types.ModuleType(name)
 
     @vs.hookimpl
@@ -33,49 +38,182 @@ def _module(name, stage_names=()):
     return mod
 
 
-def test_two_plugins_registering_one_name_is_an_error_naming_both():
-    plugins.register(_module("first", ["smooth"]), "first-plugin")
-    plugins.register(_module("second", ["smooth"]), "second-plugin")
-    with pytest.raises(vs.PluginConflictError) as err:
-        vs.get_stage("smooth")
-    assert "first-plugin" in str(err.value) and "second-plugin" in str(err.value)
+STAGE_PLUGIN = """
+import voxelstream as vs
+
+def _plus_one(block):
+    return block + 1
+
+@vs.hookimpl
+def voxelstream_stages():
+    return [vs.blockwise_stage({name!r}, _plus_one)]
+"""
+
+RAISING_HOOK = """
+import voxelstream as vs
+
+@vs.hookimpl
+def voxelstream_stages():
+    raise RuntimeError("hook exploded on purpose")
+"""
 
 
-def test_plugins_command_reports_conflict_but_other_commands_work(capsys):
-    plugins.register(_module("first", ["smooth"]), "first-plugin")
-    plugins.register(_module("second", ["smooth"]), "second-plugin")
+# -- failures are contained -------------------------------------------------------------------
+
+
+def test_plugin_that_fails_to_import_is_reported_by_the_console_script_and_breaks_nothing(tmp_path):
+    bad = unique("broken")
+    root = install(tmp_path, {"broken": bad}, {bad: "raise ImportError('needs libfoo 9, which is missing')\n"})
+
+    listing = run_cli(["plugins", "--json"], root)
+    assert listing.returncode == 1, listing.stderr
+    info = json.loads(listing.stdout)
+    row = next(p for p in info["plugins"] if p["name"] == "broken")
+    assert "needs libfoo 9" in row["error"] and row["module"] == bad
+    assert "error" not in next(p for p in info["plugins"] if p["name"] == "dicom")
+    assert {"dicom", "itk"} <= set(info["readers"]) and "resample" in info["stages"]
+
+    helped = run_cli(["--help"], root)
+    assert helped.returncode == 0
+    assert "usage: voxelstream" in helped.stdout and "ingest" in helped.stdout
+    assert "plugin 'broken'" in helped.stderr and "needs libfoo 9" in helped.stderr
+
+    task_help = run_cli(["ct", "--help"], root)
+    assert task_help.returncode == 0 and "preprocess" in task_help.stdout
+
+
+def test_plugin_whose_hook_raises_is_reported_and_the_other_names_work(tmp_path, monkeypatch, capsys):
+    raising = unique("raising")
+    activate(monkeypatch, install(tmp_path, {"raising": raising}, {raising: RAISING_HOOK}))
+
     assert main(["plugins", "--json"]) == 1
     info = json.loads(capsys.readouterr().out)
-    assert any("first-plugin" in e and "second-plugin" in e for e in info["errors"])
-    assert "dicom" in info["readers"]  # readers are unaffected by a stage conflict
+    row = next(p for p in info["plugins"] if p["name"] == "raising")
+    assert "voxelstream_stages" in row["error"] and "hook exploded on purpose" in row["error"]
+    assert info["stages"]["resample"]["plugin"] == "resample"
+    assert vs.get_stage("hu_window").plugin == "ct"  # the other plugins' stages still resolve
+    with pytest.raises(SystemExit) as exit_:
+        main(["--help"])
+    assert exit_.value.code == 0
 
 
-def test_broken_plugin_is_reported_and_does_not_break_others(monkeypatch, tmp_path, capsys):
-    real = md.entry_points
+def test_hook_returning_something_else_than_specs_is_reported(monkeypatch, capsys):
+    mod = types.ModuleType("returns_junk")
+    mod.voxelstream_models = vs.hookimpl(lambda: ["not a spec"])
+    plugins.register(mod, "junk")
+    errors = plugins.plugin_errors()
+    assert "junk" in errors and "returned str, expected ModelSpec" in errors["junk"][0]
+    assert "nodule-vgg3d" in plugins.models()
 
-    def with_broken(**kw):
-        eps = list(real(**kw))
-        if kw.get("group") == "voxelstream":
-            eps.append(md.EntryPoint(name="broken", value="no_such_module_for_voxelstream.plugin", group="voxelstream"))
-        return eps
 
-    monkeypatch.setattr(md, "entry_points", with_broken)
-    assert main(["plugins", "--json"]) == 0
+# -- conflicts: raised where the name is used ---------------------------------------------------
+
+
+def test_two_plugins_registering_one_stage_is_an_error_naming_both_only_for_that_name(tmp_path, monkeypatch):
+    a, b = unique("first"), unique("second")
+    activate(monkeypatch, install(tmp_path, {"first-plugin": a, "second-plugin": b},
+                                  {a: STAGE_PLUGIN.format(name="smooth"), b: STAGE_PLUGIN.format(name="smooth")}))
+    with pytest.raises(vs.PluginConflictError) as err:
+        vs.get_stage("smooth")
+    assert "'first-plugin'" in str(err.value) and "'second-plugin'" in str(err.value)
+    # every other stage keeps working (one clash used to disable all stages)
+    vol = sample_volume((6, 5, 4))
+    out = vs.get_stage("hu_window")(vol, lo=0, hi=1000)
+    expected = np.clip(vol.data.compute().astype(np.float32), 0, 1000) / 1000
+    np.testing.assert_allclose(out.data.compute(), expected, atol=1e-6)
+    assert "smooth" not in plugins.stages() and "resample" in plugins.stages()
+
+
+def test_plugins_command_reports_a_conflict_naming_both_and_lists_the_rest(capsys):
+    plugins.register(_stage_module("first", ["smooth"]), "first-plugin")
+    plugins.register(_stage_module("second", ["smooth"]), "second-plugin")
+    assert main(["plugins", "--json"]) == 1
     info = json.loads(capsys.readouterr().out)
-    broken = [p for p in info["plugins"] if p["name"] == "broken"]
-    assert broken and "no_such_module_for_voxelstream" in broken[0]["error"]
-    assert {"name", "version"} <= set(broken[0])
-    ok = [p for p in info["plugins"] if p["name"] == "dicom"]
-    assert ok and "error" not in ok[0]
-    # an unrelated command still runs
-    sample_volume((4, 4, 4)).to_zarr(tmp_path / "s.zarr", "v")
-    assert main(["run", str(_pipeline(tmp_path))]) == 0
+    assert info["stages"]["smooth"]["plugins"] == ["first-plugin", "second-plugin"]
+    assert "first-plugin" in info["stages"]["smooth"]["error"] and "second-plugin" in info["stages"]["smooth"]["error"]
+    assert any("first-plugin" in e and "second-plugin" in e for e in info["errors"])
+    assert info["stages"]["hu_window"]["plugin"] == "ct"
+    assert info["readers"]["dicom"]["plugin"] == "dicom"  # readers are unaffected by a stage conflict
 
 
-def _pipeline(tmp_path):
-    p = tmp_path / "p.toml"
-    p.write_text('[pipeline]\nstore = "s.zarr"\noutput = "smooth"\n[[stages]]\nname = "gaussian"\nsigma = 1.0\n')
-    return p
+def test_two_plugins_registering_one_model_clash_only_on_lookup():
+    def models_module(name):
+        mod = types.ModuleType(name)
+        mod.voxelstream_models = vs.hookimpl(lambda: [vs.ModelSpec("twin", build=lambda config, seed=0: name)])
+        return mod
+
+    plugins.register(models_module("m1"), "models-one")
+    plugins.register(models_module("m2"), "models-two")
+    with pytest.raises(vs.PluginConflictError, match="'models-one' and 'models-two'"):
+        plugins.get_model_spec("twin")
+    assert plugins.get_model_spec("nodule-vgg3d").plugin == "nodules"
+
+
+def test_two_plugins_registering_one_reader_fail_only_the_files_it_claims(tmp_path):
+    def reader_module(name, reader, suffix, discover):
+        mod = types.ModuleType(name)
+        mod.voxelstream_readers = vs.hookimpl(lambda: [
+            vs.ReaderSpec(reader, claims=lambda p: p.suffix == suffix, discover=discover, priority=50)])
+        return mod
+
+    def never(files, options=None):  # pragma: no cover - must never run: the name clashes
+        raise AssertionError("a clashing reader was used")
+
+    def plain(files, options=None):
+        for f in files:
+            yield vs.Source(f.stem, str(f), open=lambda: vs.Volume.from_array(np.arange(60).reshape(3, 4, 5)))
+
+    plugins.register(reader_module("r1", "twin", ".twin", never), "reader-one")
+    plugins.register(reader_module("r2", "twin", ".twin", never), "reader-two")
+    plugins.register(reader_module("r3", "plain", ".plain", plain), "reader-three")
+    (tmp_path / "a.twin").write_bytes(b"x")
+    (tmp_path / "b.plain").write_bytes(b"x")
+
+    found = list(vs.discover([tmp_path / "a.twin", tmp_path / "b.plain"]))
+    errors = [f for f in found if isinstance(f, vs.SourceError)]
+    sources = [f for f in found if isinstance(f, vs.Source)]
+    assert len(errors) == 1 and "'reader-one' and 'reader-two'" in errors[0].reason
+    assert errors[0].location == str(tmp_path / "a.twin")
+    assert [(s.volume_id, s.reader) for s in sources] == [("b", "plain")]
+
+
+# -- which plugin registered what; lazy specs -----------------------------------------------------
+
+
+def test_plugins_json_names_the_plugin_of_every_name():
+    out = run_cli(["plugins", "--json"])
+    info = json.loads(out.stdout)
+    assert set(info) >= {"plugins", "readers", "stages", "models", "tasks", "errors"}
+    # the plugin of each name, against the entry points that are installed
+    eps = {ep.name for ep in md.entry_points(group="voxelstream")}
+    for kind in ("readers", "stages", "models", "tasks"):
+        for name, entry in info[kind].items():
+            assert entry["plugin"] in eps, (kind, name)
+    assert info["stages"]["resample"]["plugin"] == "resample"
+    assert info["tasks"]["nodules"]["plugin"] == "nodules" and "train" in info["tasks"]["nodules"]["commands"]
+    ct = next(p for p in info["plugins"] if p["name"] == "ct")
+    assert ct["registers"]["stages"] == ["hu_window"] and ct["registers"]["tasks"] == ["ct"]
+
+
+def test_lazy_spec_is_imported_on_first_use_only(tmp_path, monkeypatch, capsys):
+    impl, reg = unique("impl"), unique("reg")
+    activate(monkeypatch, install(tmp_path, {"lazy": reg}, {
+        impl: STAGE_PLUGIN.format(name="later").replace("@vs.hookimpl\n", "") + "\nLATER = voxelstream_stages()[0]\n",
+        reg: f"import voxelstream as vs\n\n@vs.hookimpl\ndef voxelstream_stages():\n"
+             f"    return [vs.LazySpec('later', '{impl}:LATER'), vs.LazySpec('missing', 'no_such_module_xyz:STAGE')]\n",
+    }))
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["stages"]["later"]["plugin"] == "lazy"
+    assert impl not in sys.modules  # listing did not import the implementation
+    stage = vs.get_stage("later")
+    assert impl in sys.modules and stage.plugin == "lazy"
+    vol = sample_volume((4, 4, 4))
+    np.testing.assert_array_equal(stage(vol).data.compute(), vol.data.compute() + 1)
+    with pytest.raises(vs.PluginError, match="'missing' of plugin 'lazy'.*no_such_module_xyz"):
+        vs.get_stage("missing")
+
+
+# -- unchanged behaviour ----------------------------------------------------------------------------
 
 
 def test_unknown_stage_lists_what_is_installed():
@@ -83,20 +221,11 @@ def test_unknown_stage_lists_what_is_installed():
         vs.get_stage("no-such-stage")
 
 
-def test_plugins_json_shape_from_the_console_script():
-    out = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "plugins", "--json"], capture_output=True, text=True, check=False)
-    info = json.loads(out.stdout)
-    assert set(info) >= {"plugins", "readers", "stages", "models", "tasks"}
-    assert {"dicom", "itk"} <= set(info["readers"])
-    for p in info["plugins"]:
-        assert {"name", "version"} <= set(p)
-
-
 def test_third_party_example_is_found_through_its_entry_point():
-    eps = [ep for ep in md.entry_points(group="voxelstream") if ep.name == "gaussian"]
-    assert eps, "examples/voxelstream-gaussian is not installed: run 'make test' (it installs it)"
-    assert eps[0].dist.name == "voxelstream-gaussian"  # a separate distribution, not ours
-    assert vs.get_stage("gaussian").plugin == "gaussian"
+    eps = [ep for ep in md.entry_points(group="voxelstream") if ep.name == "example"]
+    assert eps, "examples/voxelstream-example is not installed: run 'make test' (it installs it)"
+    assert eps[0].dist.name == "voxelstream-example"  # a separate distribution, not ours
+    assert vs.get_stage("gaussian").plugin == "example"
 
 
 def test_third_party_stage_matches_scipy_on_the_whole_volume_and_conforms():
@@ -106,5 +235,5 @@ def test_third_party_stage_matches_scipy_on_the_whole_volume_and_conforms():
     out = vs.get_stage("gaussian")(vol.replace(data=vol.data.rechunk(7)), sigma=1.5)
     whole = ndimage.gaussian_filter(vol.data.compute().astype(np.float32), 1.5, mode="nearest", truncate=4.0)
     np.testing.assert_allclose(out.data.compute(), whole, rtol=0, atol=1e-3)
-    assert out.meta["history"][-1] == {"stage": "gaussian", "params": {"sigma": 1.5}, "plugin": "gaussian", "version": "0.1.0"}
+    assert out.meta["history"][-1] == {"stage": "gaussian", "params": {"sigma": 1.5}, "plugin": "example", "version": "0.1.0"}
     check_stage("gaussian", vol, params={"sigma": 1.5})

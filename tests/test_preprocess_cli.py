@@ -1,4 +1,4 @@
-"""``voxelstream preprocess`` and the same work as ``voxelstream run examples/preprocess.toml``."""
+"""``voxelstream ct preprocess`` and the same work as ``voxelstream run examples/preprocess.toml``."""
 
 from pathlib import Path
 
@@ -45,7 +45,7 @@ def _sitk_then_window(vol: vs.Volume, out: vs.Volume, lo: float, hi: float) -> n
 
 
 def test_preprocess_writes_iso_equal_to_simpleitk_and_windowed(store, capsys):
-    assert main(["preprocess", "--store", str(store.path), "--chunks", "32"]) == 0
+    assert main(["ct", "preprocess", "--store", str(store.path), "--chunks", "32"]) == 0
     for vid in ("scan-a", "scan-b"):
         src, iso = store.open(vid, "image"), store.open(vid, "iso")
         assert iso.spacing == pytest.approx((1.0, 1.0, 1.0))
@@ -65,7 +65,7 @@ def test_output_is_ome_zarr_with_scale_translation_provenance_and_aligned_chunks
     from ome_zarr.io import parse_url
     from ome_zarr.reader import Reader
 
-    assert main(["preprocess", "--store", str(store.path), "--spacing", "2", "1.5", "1.5", "--preset", "bone",
+    assert main(["ct", "preprocess", "--store", str(store.path), "--spacing", "2", "1.5", "1.5", "--preset", "bone",
                  "--chunks", "16"]) == 0
     node = next(iter(Reader(parse_url(str(store.path / store.image_path("scan-a", "iso"))))()))
     (scale, trans), = node.metadata["coordinateTransformations"]
@@ -82,7 +82,7 @@ def test_output_is_ome_zarr_with_scale_translation_provenance_and_aligned_chunks
 
 
 def test_rerun_skips_done_volumes_and_new_parameters_recompute(store, capsys):
-    args = ["preprocess", "--store", str(store.path), "--chunks", "32"]
+    args = ["ct", "preprocess", "--store", str(store.path), "--chunks", "32"]
     assert main(args) == 0
     first = store.attrs("scan-a", "iso")["token"]
     capsys.readouterr()
@@ -107,22 +107,22 @@ def test_example_pipeline_does_the_same_work_as_the_command(store, tmp_path, cap
     by_pipeline = store.open("scan-b", "iso").data.compute()
     capsys.readouterr()
     # same parameters: the command finds the work done ...
-    assert main(["preprocess", "--store", str(store.path)]) == 0
+    assert main(["ct", "preprocess", "--store", str(store.path)]) == 0
     assert capsys.readouterr().out.count("(already done)") == 2
     # ... and forced, it writes the very same voxels
-    assert main(["preprocess", "--store", str(store.path), "--force"]) == 0
+    assert main(["ct", "preprocess", "--store", str(store.path), "--force"]) == 0
     np.testing.assert_array_equal(store.open("scan-b", "iso").data.compute(), by_pipeline)
 
 
 def test_missing_store_is_a_one_line_error(tmp_path, capsys):
-    assert main(["preprocess", "--store", str(tmp_path / "nope.zarr")]) == 1
+    assert main(["ct", "preprocess", "--store", str(tmp_path / "nope.zarr")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and err.count("\n") == 1
 
 
 def test_phantoms_command_writes_a_dataset(tmp_path, capsys):
     out = tmp_path / "scans"
-    assert main(["phantoms", "--out", str(out), "--n", "1", "--format", "mhd", "--seed", "5"]) == 0
+    assert main(["ct", "phantoms", "--out", str(out), "--n", "1", "--format", "mhd", "--seed", "5"]) == 0
     assert len(list(out.glob("*.mhd"))) == 1
     rows = (out / "annotations.csv").read_text().splitlines()
     assert rows[0].startswith("seriesuid") and len(rows) >= 2

@@ -8,26 +8,89 @@ The public API::
     iso = voxelstream.get_stage("resample")(store.open("scan"), spacing=(1, 1, 1))
 
 Plugins implement the hooks in :mod:`voxelstream.hookspecs` with ``@voxelstream.hookimpl``.
+
+``import voxelstream`` is cheap: the names below that need dask, zarr or numpy are imported
+on first use (module ``__getattr__``), so a plugin's registration module and
+``voxelstream --help`` do not pay for them.
 """
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from .discovery import ReadOptions, discover, read
-from .errors import PluginConflictError, ReadError, StoreError, UnknownNameError, VoxelstreamError
+# light: needed by every plugin's registration module
+from .errors import (
+    PluginConflictError,
+    PluginError,
+    ReadError,
+    StoreError,
+    UnknownNameError,
+    VoxelstreamError,
+)
 from .hookspecs import hookimpl
-from .models import load_model
-from .plugins import get_stage, plugin_report
-from .specs import CommandSpec, ModelSpec, ReaderSpec, Source, SourceError, StageSpec, TaskSpec
-from .stages import blockwise_stage
-from .store import Store, open_store
-from .volume import Volume
+from .specs import CommandSpec, LazySpec, ModelSpec, ReaderSpec, Source, SourceError, StageSpec, TaskSpec
 
-try:
-    __version__ = version("voxelstream")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+# public name -> the submodule that defines it (imported on first access)
+_LAZY: dict[str, str] = {
+    "Volume": ".volume",
+    "read": ".discovery",
+    "discover": ".discovery",
+    "ReadOptions": ".discovery",
+    "open_store": ".store",
+    "Store": ".store",
+    "get_stage": ".plugins",
+    "get_task": ".plugins",
+    "plugin_report": ".plugins",
+    "blockwise_stage": ".stages",
+    "load_model": ".models",
+    "save_model": ".models",
+    "lazy_callable": ".lazy",
+    "add_store_option": ".cli.options",
+    "add_scheduler_option": ".cli.options",
+    "add_progress_option": ".cli.options",
+    "add_common_options": ".cli.options",
+    "run_per_volume": ".runner",
+    "stored_jobs": ".runner",
+    "VolumeJob": ".runner",
+    "Accepts": ".runner",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same names, eagerly
+    from .cli.options import add_common_options, add_progress_option, add_scheduler_option, add_store_option
+    from .discovery import ReadOptions, discover, read
+    from .lazy import lazy_callable
+    from .models import load_model, save_model
+    from .plugins import get_stage, get_task, plugin_report
+    from .runner import Accepts, VolumeJob, run_per_volume, stored_jobs
+    from .stages import blockwise_stage
+    from .store import Store, open_store
+    from .volume import Volume
+
+
+def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        value: Any = _version()
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    else:
+        raise AttributeError(f"module 'voxelstream' has no attribute {name!r}")
+    globals()[name] = value  # later accesses skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY) | {"__version__"})
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("voxelstream")
+    except PackageNotFoundError:  # pragma: no cover - running from a source tree
+        return "0+unknown"
+
 
 __all__ = [
     "Volume",
@@ -38,19 +101,32 @@ __all__ = [
     "Store",
     "hookimpl",
     "get_stage",
+    "get_task",
     "blockwise_stage",
     "load_model",
+    "save_model",
     "plugin_report",
+    "lazy_callable",
+    "add_store_option",
+    "add_scheduler_option",
+    "add_progress_option",
+    "add_common_options",
+    "run_per_volume",
+    "stored_jobs",
+    "VolumeJob",
+    "Accepts",
     "ReaderSpec",
     "StageSpec",
     "ModelSpec",
     "TaskSpec",
     "CommandSpec",
+    "LazySpec",
     "Source",
     "SourceError",
     "VoxelstreamError",
     "ReadError",
     "StoreError",
+    "PluginError",
     "PluginConflictError",
     "UnknownNameError",
     "__version__",

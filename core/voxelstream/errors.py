@@ -15,8 +15,13 @@ class StoreError(VoxelstreamError):
     """A store is missing, incomplete or inconsistent."""
 
 
-class PluginConflictError(VoxelstreamError):
-    """Two plugins register the same name."""
+class PluginError(VoxelstreamError):
+    """A plugin cannot provide what it registered (its import, a hook or a lazily loaded
+    implementation failed); the message names the plugin."""
+
+
+class PluginConflictError(PluginError):
+    """Two plugins register the same name; raised where that name is used."""
 
 
 class UnknownNameError(VoxelstreamError, KeyError):

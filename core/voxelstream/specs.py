@@ -11,7 +11,9 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # pragma: no cover
     from .volume import Volume
 
-__all__ = ["Source", "SourceError", "ReaderSpec", "StageSpec", "ModelSpec", "TaskSpec", "CommandSpec"]
+__all__ = [
+    "Source", "SourceError", "ReaderSpec", "StageSpec", "ModelSpec", "TaskSpec", "CommandSpec", "LazySpec",
+]
 
 
 @dataclass(frozen=True)
@@ -110,3 +112,37 @@ class TaskSpec:
     description: str = ""
     commands: tuple[CommandSpec, ...] = ()
     plugin: str = ""
+
+
+@dataclass(frozen=True)
+class LazySpec:
+    """A name a plugin registers now whose spec is imported only when the name is used.
+
+    Return it from a hook in place of the spec itself when building the spec needs heavy
+    modules (dask, scipy, JAX): every ``voxelstream`` start imports every registration
+    module and ``voxelstream plugins`` calls every hook, so these must stay cheap::
+
+        @voxelstream.hookimpl
+        def voxelstream_stages():
+            return [voxelstream.LazySpec("resample", "voxelstream_resample.stage:RESAMPLE_STAGE")]
+
+    Attributes:
+        name: the name registered (the loaded spec must carry the same name).
+        target: ``"package.module:ATTRIBUTE"``, a module-level spec of the hook's kind.
+        description: one line for listings, so they need not import the target.
+    """
+
+    name: str
+    target: str
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        from .lazy import _split
+
+        _split(self.target)  # a malformed target is the plugin author's error: fail at registration
+
+    def load(self) -> Any:
+        """Import and return the spec behind this name."""
+        from .lazy import import_target
+
+        return import_target(self.target)

@@ -1,4 +1,4 @@
-"""``voxelstream phantoms``: write a small LUNA16-like dataset of synthetic CT scans."""
+"""``voxelstream ct phantoms``: write a small LUNA16-like dataset of synthetic CT scans."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ PHANTOMS = CommandSpec(
         "Render --n synthetic chest CT scans (lungs, vessels, nodules, noise; spacing varies per scan)\n"
         "and write them with annotations.csv, annotations_excluded.csv and seriesuids.csv, like LUNA16.\n\n"
         "example:\n"
-        "  voxelstream phantoms --out scans/ --n 4 && voxelstream ingest scans/ --store data.zarr"
+        "  voxelstream ct phantoms --out scans/ --n 4 && voxelstream ingest scans/ --store data.zarr"
     ),
     add_arguments=_add_arguments,
     run=_run,

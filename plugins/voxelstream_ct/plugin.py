@@ -1,5 +1,10 @@
 """Registers CT support with voxelstream (entry point ``ct``): the ``hu_window`` stage and
-the ``ct`` task with its ``preprocess`` and ``phantoms`` commands."""
+the ``ct`` task with its ``preprocess`` and ``phantoms`` commands.
+
+Every ``voxelstream`` start imports this module, so it imports only light modules: the
+stage is declared by name and imported on first use; the command modules import their
+heavy parts when they run.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,15 @@ import voxelstream as vs
 
 from .phantoms_cmd import PHANTOMS
 from .preprocess_cmd import PREPROCESS
-from .windowing import HU_WINDOW_STAGE
 
 
 @vs.hookimpl
-def voxelstream_stages() -> list[vs.StageSpec]:
+def voxelstream_stages() -> list[vs.LazySpec]:
     """``hu_window``: clip Hounsfield units to a window and scale to [0, 1]."""
-    return [HU_WINDOW_STAGE]
+    return [
+        vs.LazySpec("hu_window", "voxelstream_ct.windowing:HU_WINDOW_STAGE",
+                    description="clip Hounsfield units to a window (preset or lo/hi) and scale to [0, 1]"),
+    ]
 
 
 @vs.hookimpl

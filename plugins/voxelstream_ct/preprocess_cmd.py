@@ -1,15 +1,19 @@
-"""``voxelstream preprocess``: resample every stored CT volume and window its HU."""
+"""``voxelstream ct preprocess``: resample every stored CT volume and window its HU."""
 
 from __future__ import annotations
 
 import argparse
 
-from voxelstream.pipeline import StageCall, run_pipeline
-from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
-from voxelstream.specs import CommandSpec
-from voxelstream.store import DEFAULT_CHUNK, open_store
+from voxelstream import CommandSpec, add_common_options, lazy_callable
+from voxelstream.constants import DEFAULT_CHUNK
 
-from .windowing import DEFAULT_PRESET, DTYPES, PRESETS
+from .presets import DEFAULT_PRESET, DTYPES, PRESETS
+
+# dask and zarr are imported when the command runs, not when the CLI lists it
+StageCall = lazy_callable("voxelstream.pipeline:StageCall")
+run_pipeline = lazy_callable("voxelstream.pipeline:run_pipeline")
+use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
+open_store = lazy_callable("voxelstream.store:open_store")
 
 __all__ = ["PREPROCESS", "preprocess_stages"]
 
@@ -35,7 +39,7 @@ def preprocess_stages(
 
 
 def _add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="PATH", help="the store written by 'voxelstream ingest'")
+    add_common_options(p, store_help="the store written by 'voxelstream ingest'")
     p.add_argument("--spacing", nargs=3, type=float, default=(1.0, 1.0, 1.0), metavar=("Z", "Y", "X"),
                    help="output voxel size in mm (default 1 1 1)")
     p.add_argument("--order", type=int, choices=(0, 1, 3), default=1,
@@ -52,7 +56,6 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", default="iso", help="output name: writes volumes/<id>/NAME (default iso)")
     p.add_argument("--chunks", type=int, default=DEFAULT_CHUNK, metavar="N",
                    help=f"output chunk edge in voxels (default {DEFAULT_CHUNK})")
-    p.add_argument("--scheduler", default="threads", help=SCHEDULER_HELP)
     p.add_argument("--force", action="store_true", help="recompute volumes already done with the same parameters")
 
 
@@ -63,7 +66,8 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(args.store)
     with use_scheduler(args.scheduler):
         report = run_pipeline(store, stages, input=args.input, output=args.name, chunks=args.chunks,
-                              force=args.force, command="preprocess")
+                              force=args.force, command="preprocess",
+                              accepts={"modality": "CT", "spatial_ndim": 3, "units": "mm"})
     return report.exit_code
 
 
@@ -81,7 +85,7 @@ PREPROCESS = CommandSpec(
         "redoes them); a volume that fails is reported on stderr and the others finish (exit status 1).\n"
         "The same work as a pipeline file: examples/preprocess.toml with 'voxelstream run'.\n\n"
         "example:\n"
-        "  voxelstream preprocess --store data.zarr --spacing 1 1 1 --preset lung"
+        "  voxelstream ct preprocess --store data.zarr --spacing 1 1 1 --preset lung"
     ),
     add_arguments=_add_arguments,
     run=_run,

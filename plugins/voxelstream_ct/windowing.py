@@ -27,15 +27,9 @@ import numpy as np
 
 import voxelstream as vs
 
-__all__ = ["PRESETS", "DTYPES", "window_bounds", "window_block", "hu_window", "HU_WINDOW_STAGE"]
+from .presets import DEFAULT_PRESET, DTYPES, PRESETS  # light, for the CLI; re-exported here
 
-PRESETS: dict[str, tuple[float, float]] = {
-    "lung": (-1000.0, 400.0),
-    "mediastinum": (-160.0, 240.0),
-    "bone": (-450.0, 1050.0),
-}
-DEFAULT_PRESET = "lung"
-DTYPES = ("float32", "float16", "uint8")
+__all__ = ["PRESETS", "DTYPES", "window_bounds", "window_block", "hu_window", "HU_WINDOW_STAGE"]
 
 
 def window_bounds(preset: str | None = None, lo: float | None = None, hi: float | None = None) -> tuple[float, float]:

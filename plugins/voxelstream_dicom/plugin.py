@@ -20,20 +20,29 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import voxelstream
-from voxelstream import ReaderSpec, Source, SourceError, Volume
+from voxelstream import ReaderSpec, Source, SourceError
 
+# headers parses DICOM with the standard library only: cheap enough for every CLI start;
+# series (numpy) and pixels (dask) are imported when a folder is actually read
 from .headers import HeaderError, SliceHeader, claims, group_by_series, scan_file
-from .pixels import lazy_stack
-from .series import SeriesError, SeriesPlan, common_folder, plan_series
+
+if TYPE_CHECKING:  # pragma: no cover
+    from voxelstream import Volume
+
+    from .series import SeriesPlan
 
 __all__ = ["open_series", "discover", "voxelstream_readers"]
 
 
 def open_series(plan: SeriesPlan) -> Volume:
     """The lazy :class:`Volume` of a planned series (reads no pixel data)."""
+    from voxelstream import Volume
+
+    from .pixels import lazy_stack
+
     return Volume.from_itk_geometry(
         lazy_stack(plan),
         spacing=plan.spacing,
@@ -62,6 +71,8 @@ def _scan(files: Sequence[Path], keep_phi: bool) -> tuple[list[SliceHeader], lis
 
 
 def _series_error(uid: str, paths: Sequence[str], errs: Sequence[HeaderError]) -> SourceError:
+    from .series import common_folder
+
     more = f" (and {len(errs) - 1} more bad file(s))" if len(errs) > 1 else ""
     return SourceError(common_folder(paths), f"series {uid}: {Path(errs[0].path).name}: {errs[0].reason}{more}")
 
@@ -73,6 +84,8 @@ def discover(files: Sequence[Path], options: Any = None) -> Iterator[Source | So
     A series fails whole when one of its files, or an unreadable file of unknown series in
     its folder, is bad: reading the rest would hide a missing slice.
     """
+    from .series import SeriesError, common_folder, plan_series
+
     keep_phi = bool(getattr(options, "keep_phi", False))
     headers, failed, n_skipped = _scan(files, keep_phi)
     groups = group_by_series(headers)

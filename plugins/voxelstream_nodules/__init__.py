@@ -1,4 +1,4 @@
-"""voxelstream first-party plugin: lung-nodule detection on CT (task ``nodule-detection``).
+"""voxelstream first-party plugin: lung-nodule detection on CT (task ``nodules``).
 
 Modules: :mod:`.annotations` (LUNA16 tables), :mod:`.cubeset` (the Zarr cube set),
 :mod:`.extract` (chunk-grouped cube reads), :mod:`.sampling` (negatives, augmentation),

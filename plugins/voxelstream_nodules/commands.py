@@ -6,19 +6,23 @@ import argparse
 import sys
 import warnings
 
-from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
-from voxelstream.specs import CommandSpec
-from voxelstream.store import open_store
+from voxelstream import CommandSpec, add_common_options, lazy_callable
 
 from .annotations import read_annotations
-from .cubes import DEFAULT_CUBE_MM, DEFAULT_NEGATIVES, build_cubes
 from .options import TrainError, TrainOptions
+
+# dask, zarr, JAX are imported when a command runs, not when the CLI lists it
+use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
+open_store = lazy_callable("voxelstream.store:open_store")
+build_cubes = lazy_callable("voxelstream_nodules.cubes:build_cubes")
 
 __all__ = ["CUBES", "TRAIN", "COMMANDS"]
 
 
 def _cubes_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
+    from .cubes import DEFAULT_CUBE_MM, DEFAULT_NEGATIVES
+
+    add_common_options(p, store_help="the store holding the preprocessed volumes")
     p.add_argument("--annotations", required=True, metavar="CSV", help="LUNA16 annotations.csv (world LPS mm)")
     p.add_argument("--out", required=True, metavar="CUBES", help="the cube set to write (replaced if it exists)")
     p.add_argument("--name", default="iso", help="which stored output to cut from (default: iso)")
@@ -28,7 +32,6 @@ def _cubes_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--augment", type=int, default=0, metavar="K", help="augmented copies per positive (default 0)")
     p.add_argument("--excluded", metavar="CSV", help="LUNA16 annotations_excluded.csv: negatives keep clear of these too")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same cubes")
-    p.add_argument("--scheduler", default="threads", help=SCHEDULER_HELP)
 
 
 def _cubes_run(args: argparse.Namespace) -> int:
@@ -76,7 +79,7 @@ CUBES = CommandSpec(
 
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainOptions()
-    p.add_argument("--cubes", required=True, metavar="CUBES", help="the cube set written by 'voxelstream cubes'")
+    p.add_argument("--cubes", required=True, metavar="CUBES", help="the cube set written by 'voxelstream nodules cubes'")
     p.add_argument("--out", required=True, metavar="MODEL_DIR", help="where the model, split and metrics go")
     p.add_argument("--epochs", type=int, default=d.epochs, help=f"at most this many epochs (default {d.epochs})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"cubes per step (default {d.batch_size})")

@@ -1,4 +1,4 @@
-"""Building a cube set from a store and LUNA16 tables (the work of ``voxelstream cubes``)."""
+"""Building a cube set from a store and LUNA16 tables (the work of ``voxelstream nodules cubes``)."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ def build_cubes(
     report = CubesReport()
     ids = store.volume_ids(name=name)
     if not ids:
-        raise CubesError(f"{store.path}: no volume has a complete {name!r} output; run 'voxelstream preprocess' first")
+        raise CubesError(f"{store.path}: no volume has a complete {name!r} output; run 'voxelstream ct preprocess' first")
     rows, skipped = by_series(list(annotations)), by_series(list(excluded))
     volumes = {vid: store.open(vid, name) for vid in ids}
     series = {vid: _series_of(vid, v) for vid, v in volumes.items()}
@@ -127,7 +127,7 @@ def build_cubes(
         if cube_edge(cube_mm, volume.spacing) != edge:
             raise CubesError(
                 f"{store.path}: volume {vid!r} has spacing {volume.spacing}, unlike {ids[0]!r} "
-                f"{first.spacing}; resample every volume to one spacing ('voxelstream preprocess')"
+                f"{first.spacing}; resample every volume to one spacing ('voxelstream ct preprocess')"
             )
         mine = rows.get(uid, [])
         idx = _centres(volume, mine)

@@ -90,7 +90,7 @@ class CubeSet:
         except (FileNotFoundError, zarr.errors.GroupNotFoundError, KeyError):
             ok = False
         if not ok or not (p / "index.csv").exists():
-            raise CubeSetError(f"{p}: not a cube set; make one with 'voxelstream cubes'")
+            raise CubeSetError(f"{p}: not a cube set; make one with 'voxelstream nodules cubes'")
         return cls(p, group)
 
     # -- description -------------------------------------------------------------------

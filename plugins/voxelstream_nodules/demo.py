@@ -1,4 +1,4 @@
-"""``voxelstream demo``: the LUNA16-style job end to end on generated phantoms.
+"""``voxelstream nodules demo``: the LUNA16-style job end to end on generated phantoms.
 
 Every step is the real command a user would type, run in this process and echoed:
 
@@ -21,8 +21,6 @@ import shlex
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from voxelstream.errors import VoxelstreamError
 from voxelstream.specs import CommandSpec
@@ -56,11 +54,13 @@ def _cli(args: list[str]) -> None:
     print(f"\n$ voxelstream {shlex.join(args)}", flush=True)
     code = main(args)
     if code:
-        raise VoxelstreamError(f"demo: 'voxelstream {args[0]}' failed (exit status {code}); see the messages above")
+        raise VoxelstreamError(f"demo: 'voxelstream {' '.join(args[:2])}' failed (exit status {code}); see the messages above")
 
 
 def _fps_at_sensitivity(froc: dict, target: float) -> float:
     """FPs/scan where the FROC curve first reaches ``target`` sensitivity (inf if never)."""
+    import numpy as np  # here: every CLI start imports this module
+
     fps, sens = np.asarray(froc["curve_fps"]), np.asarray(froc["curve_sensitivity"])
     reached = np.flatnonzero(sens >= target)
     return float(fps[reached[0]]) if len(reached) else float("inf")
@@ -72,8 +72,8 @@ def _evaluate(cfg: DemoConfig, out: Path, test: Path, round_no: int) -> dict:
     from .froc import evaluate_froc, read_series_list
 
     dets = out / f"detections_round{round_no}.csv"
-    _cli(["detect", "--store", str(out / "test.zarr"), "--out", str(dets), "--threshold", str(cfg.threshold)])
-    _cli(["evaluate", "--detections", str(dets), "--annotations", str(test / "annotations.csv"),
+    _cli(["nodules", "detect", "--store", str(out / "test.zarr"), "--out", str(dets), "--threshold", str(cfg.threshold)])
+    _cli(["nodules", "evaluate", "--detections", str(dets), "--annotations", str(test / "annotations.csv"),
           "--series", str(test / "seriesuids.csv"), "--out", str(out / f"eval_round{round_no}")])
     result = evaluate_froc(read_detections(dets), read_annotations(test / "annotations.csv"),
                            series=read_series_list(test / "seriesuids.csv"))
@@ -100,23 +100,23 @@ def run_demo(out: Path, cfg: DemoConfig = DemoConfig()) -> list[dict]:
     for part, scans in (("train", train_dir), ("test", test_dir)):
         store = str(out / f"{part}.zarr")
         _cli(["ingest", str(scans), "--store", store, *sched])
-        _cli(["preprocess", "--store", store, "--spacing", *sp, "--preset", "lung", *sched])
+        _cli(["ct", "preprocess", "--store", store, "--spacing", *sp, "--preset", "lung", *sched])
     train_store, test_store = str(out / "train.zarr"), str(out / "test.zarr")
     cubes = str(out / "cubes.zarr")
-    _cli(["cubes", "--store", train_store, "--annotations", str(train_dir / "annotations.csv"), "--out", cubes,
+    _cli(["nodules", "cubes", "--store", train_store, "--annotations", str(train_dir / "annotations.csv"), "--out", cubes,
           "--cube-mm", str(cfg.cube_mm), "--negatives-per-volume", str(cfg.negatives), "--augment", str(cfg.augment),
           "--seed", str(cfg.seed), *sched])
     common = ["--cubes", cubes, "--batch-size", "32", "--lr", str(cfg.lr), "--val-fraction", "0.25",
               "--patience", "6", "--seed", str(cfg.seed)]
     models = [out / "model-round0", out / "model-round1"]
-    _cli(["train", *common, "--epochs", str(cfg.epochs), "--out", str(models[0])])
+    _cli(["nodules", "train", *common, "--epochs", str(cfg.epochs), "--out", str(models[0])])
     rounds = []
     for r, model in enumerate(models):
         if r == 1:
-            _cli(["mine", "--store", train_store, "--model", str(models[0]), "--annotations",
+            _cli(["nodules", "mine", "--store", train_store, "--model", str(models[0]), "--annotations",
                   str(train_dir / "annotations.csv"), "--cubes", cubes, "--per-volume", str(cfg.per_volume), *sched])
-            _cli(["train", *common, "--epochs", str(cfg.fine_tune_epochs), "--init", str(models[0]), "--out", str(model)])
-        _cli(["infer", "--store", test_store, "--model", str(model), *sched])
+            _cli(["nodules", "train", *common, "--epochs", str(cfg.fine_tune_epochs), "--init", str(models[0]), "--out", str(model)])
+        _cli(["nodules", "infer", "--store", test_store, "--model", str(model), *sched])
         froc = _evaluate(cfg, out, test_dir, r)
         plot_overlay(test_store, test_dir / "annotations.csv", out / f"probability_overlay_round{r}.png", f"round {r}")
         rounds.append(froc)
@@ -150,7 +150,7 @@ def _print_table(summary: list[dict], seconds: float, out: Path, models: list[Pa
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"voxelstream demo: LUNA16 FROC on {summary[0]['n_scans']} unseen phantom scans "
+    table = Table(title=f"voxelstream nodules demo: LUNA16 FROC on {summary[0]['n_scans']} unseen phantom scans "
                         f"({summary[0]['n_nodules']} nodules)")
     table.add_column("round", no_wrap=True)
     table.add_column("CPM", justify="right")

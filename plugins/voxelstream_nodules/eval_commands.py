@@ -6,26 +6,34 @@ import argparse
 import sys
 from pathlib import Path
 
-from voxelstream import CommandSpec, open_store
+from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.errors import VoxelstreamError
-from voxelstream.progress import task_progress
-from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
 
 from .annotations import read_annotations
-from .detection import Detection, detect_volume, read_detections, write_detections
-from .froc import MAX_MARKS_PER_SCAN, evaluate_froc, plot_froc, read_series_list, write_froc_json
+
+# dask, zarr, JAX are imported when a command runs, not when the CLI lists it
+open_store = lazy_callable("voxelstream.store:open_store")
+task_progress = lazy_callable("voxelstream.progress:task_progress")
+use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
+Detection = lazy_callable("voxelstream_nodules.detection:Detection")
+detect_volume = lazy_callable("voxelstream_nodules.detection:detect_volume")
+read_detections = lazy_callable("voxelstream_nodules.detection:read_detections")
+write_detections = lazy_callable("voxelstream_nodules.detection:write_detections")
+evaluate_froc = lazy_callable("voxelstream_nodules.froc:evaluate_froc")
+plot_froc = lazy_callable("voxelstream_nodules.froc:plot_froc")
+read_series_list = lazy_callable("voxelstream_nodules.froc:read_series_list")
+write_froc_json = lazy_callable("voxelstream_nodules.froc:write_froc_json")
 
 __all__ = ["DETECT", "EVALUATE", "PROB_OUTPUT"]
 
-PROB_OUTPUT = "prob"  # the store output written by ``voxelstream infer``
+PROB_OUTPUT = "prob"  # the store output written by ``voxelstream nodules infer``
 
 
 # -- detect --------------------------------------------------------------------------------------
 
 
 def _add_detect_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="PATH",
-                   help=f"store whose volumes/<id>/{PROB_OUTPUT} maps to read (written by 'voxelstream infer')")
+    add_common_options(p, store_help=f"store whose volumes/<id>/{PROB_OUTPUT} maps to read (written by 'voxelstream nodules infer')")
     p.add_argument("--out", required=True, metavar="CSV", help="detections to write (LUNA16 submission format)")
     p.add_argument("--threshold", type=float, default=0.5, metavar="T",
                    help="keep maxima with probability >= T (default: 0.5; lower it for a full FROC curve)")
@@ -35,7 +43,6 @@ def _add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-refine", action="store_true",
                    help="report each maximum at its grid point instead of at the centroid of its peak "
                         "(the map's grid is coarse: stride x spacing)")
-    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
 
 
 def _series_uid(volume_id: str, meta: dict) -> str:
@@ -48,7 +55,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     ids = store.volume_ids(name=PROB_OUTPUT)
     if not ids:
         raise VoxelstreamError(
-            f"{store.path}: no complete '{PROB_OUTPUT}' output in the store; run 'voxelstream infer' first"
+            f"{store.path}: no complete '{PROB_OUTPUT}' output in the store; run 'voxelstream nodules infer' first"
         )
     found: list[Detection] = []
     with use_scheduler(args.scheduler):
@@ -77,8 +84,8 @@ DETECT = CommandSpec(
         "read chunk by chunk with a halo, so any size fits in memory.\n"
         "\n"
         "example:\n"
-        "  voxelstream detect --store data.zarr --out detections.csv --threshold 0.1\n"
-        "  voxelstream evaluate --detections detections.csv --annotations annotations.csv --out eval/"
+        "  voxelstream nodules detect --store data.zarr --out detections.csv --threshold 0.1\n"
+        "  voxelstream nodules evaluate --detections detections.csv --annotations annotations.csv --out eval/"
     ),
     add_arguments=_add_detect_arguments,
     run=_run_detect,
@@ -89,8 +96,10 @@ DETECT = CommandSpec(
 
 
 def _add_evaluate_arguments(p: argparse.ArgumentParser) -> None:
+    from .froc import MAX_MARKS_PER_SCAN
+
     p.add_argument("--detections", required=True, metavar="CSV",
-                   help="CAD marks: seriesuid,coordX,coordY,coordZ,probability (e.g. from 'voxelstream detect')")
+                   help="CAD marks: seriesuid,coordX,coordY,coordZ,probability (e.g. from 'voxelstream nodules detect')")
     p.add_argument("--annotations", required=True, metavar="CSV",
                    help="nodules to find: seriesuid,coordX,coordY,coordZ,diameter_mm (LUNA16 annotations.csv)")
     p.add_argument("--excluded", metavar="CSV",
@@ -145,7 +154,7 @@ EVALUATE = CommandSpec(
         "Writes DIR/froc.json and DIR/froc.png and prints the table.\n"
         "\n"
         "example (LUNA16):\n"
-        "  voxelstream evaluate --detections detections.csv --annotations annotations.csv \\\n"
+        "  voxelstream nodules evaluate --detections detections.csv --annotations annotations.csv \\\n"
         "      --excluded annotations_excluded.csv --series seriesuids.csv --out eval/"
     ),
     add_arguments=_add_evaluate_arguments,

@@ -6,13 +6,16 @@ import argparse
 import csv
 from pathlib import Path
 
-from voxelstream import CommandSpec, open_store
+from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.errors import VoxelstreamError
-from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
 
 from .annotations import finite_number, read_luna_table, read_table_text
 from .eval_commands import PROB_OUTPUT
-from .inference import DEFAULT_TILE, infer_store
+
+# dask, zarr, JAX are imported when a command runs, not when the CLI lists it
+open_store = lazy_callable("voxelstream.store:open_store")
+use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
+infer_store = lazy_callable("voxelstream_nodules.inference:infer_store")
 
 __all__ = ["INFER", "SCORE", "read_points_table"]
 
@@ -23,8 +26,10 @@ POINT_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ")
 
 
 def _add_infer_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream train'")
+    from .inference import DEFAULT_TILE
+
+    add_common_options(p, store_help="the store holding the preprocessed volumes")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream nodules train'")
     p.add_argument("--name", default="iso", help="which stored output to read (default: iso)")
     p.add_argument("--out-name", default=PROB_OUTPUT, help=f"the output to write (default: {PROB_OUTPUT})")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="T",
@@ -34,7 +39,6 @@ def _add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--gpu-resource", action="store_true",
                    help="annotate the inference tasks with the dask.distributed resource GPU=1, so that with "
                         "--scheduler tcp://... only workers started with '--resources GPU=1' run them")
-    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
 
 
 def _run_infer(args: argparse.Namespace) -> int:
@@ -57,7 +61,7 @@ INFER = CommandSpec(
         "Evaluate the classifier of --model over every volume of --store with a complete --name\n"
         "output (default iso) as a fully convolutional network: one window centred every\n"
         "stride voxels (the network's output stride), covering the whole scan, the window\n"
-        "minimum past its border, exactly the cubes 'voxelstream cubes' cuts. Tiles of\n"
+        "minimum past its border, exactly the cubes 'voxelstream nodules cubes' cuts. Tiles of\n"
         "--tile^3 output points are read from Zarr with their receptive-field halo, evaluated\n"
         "by one jit-compiled function (on the GPU when jax has one) and written chunk by chunk\n"
         f"to volumes/<id>/{PROB_OUTPUT} (float32 sigmoid probabilities; an OME-Zarr image whose\n"
@@ -70,8 +74,8 @@ INFER = CommandSpec(
         "and pass --gpu-resource --scheduler tcp://HOST:PORT.\n"
         "\n"
         "example:\n"
-        "  voxelstream infer --store data.zarr --model model/\n"
-        "  voxelstream detect --store data.zarr --out detections.csv --threshold 0.1"
+        "  voxelstream nodules infer --store data.zarr --model model/\n"
+        "  voxelstream nodules detect --store data.zarr --out detections.csv --threshold 0.1"
     ),
     add_arguments=_add_infer_arguments,
     run=_run_infer,
@@ -98,14 +102,13 @@ def read_points_table(path: str | Path) -> tuple[list[str], list[list[str]], lis
 
 
 def _add_score_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
-    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream train'")
+    add_common_options(p, store_help="the store holding the preprocessed volumes")
+    p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream nodules train'")
     p.add_argument("--points", required=True, metavar="CSV",
                    help="world points: seriesuid,coordX,coordY,coordZ (LPS mm; other columns are kept)")
     p.add_argument("--out", required=True, metavar="CSV", help="the points again with a probability column")
     p.add_argument("--name", default="iso", help="which stored output to cut cubes from (default: iso)")
     p.add_argument("--batch-size", type=int, default=16, metavar="B", help="cubes per evaluation (default 16)")
-    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP)
 
 
 def _run_score(args: argparse.Namespace) -> int:
@@ -137,14 +140,14 @@ SCORE = CommandSpec(
     help="evaluate the classifier cube by cube at world points (adds a probability column)",
     description=(
         "For every row of --points (seriesuid,coordX,coordY,coordZ in world LPS mm; other\n"
-        "columns kept; CRLF or LF), cut the cube 'voxelstream cubes' would cut there (centre\n"
+        "columns kept; CRLF or LF), cut the cube 'voxelstream nodules cubes' would cut there (centre\n"
         "voxel rint(world_to_index(world)) of the --name output, edge = the model's receptive\n"
         "field, window minimum past the border), evaluate the classifier of --model on it and\n"
         "write the rows to --out with a probability column (replaced if present). At the world\n"
-        "positions of a probability map's grid points this equals 'voxelstream infer'.\n"
+        "positions of a probability map's grid points this equals 'voxelstream nodules infer'.\n"
         "\n"
         "example:\n"
-        "  voxelstream score --store data.zarr --model model/ --points candidates.csv --out scored.csv"
+        "  voxelstream nodules score --store data.zarr --model model/ --points candidates.csv --out scored.csv"
     ),
     add_arguments=_add_score_arguments,
     run=_run_score,

@@ -2,7 +2,7 @@
 fully convolutional network, tiled through Dask.
 
 Grid. The classifier sees a cube of edge ``R`` (its receptive field) centred at voxel ``c``,
-cut as ``[c - R//2, c - R//2 + R)`` exactly as ``voxelstream cubes`` cuts it (past the border
+cut as ``[c - R//2, c - R//2 + R)`` exactly as ``voxelstream nodules cubes`` cuts it (past the border
 the cube is the window minimum). Dense evaluation gives one logit every ``s`` voxels (the
 network's stride), so the window centres form the grid ``c = offset + s * i`` per axis, with
 ``n = ceil(N / s)`` centres and the offset splitting the remainder evenly: every centre lies
@@ -248,7 +248,7 @@ def infer_store(store: Store, model_dir: str | Path, *, name: str = "iso", out_n
     params = infer_params(model_dir, name=name, tile=tile)
     ids = store.volume_ids(name=name)
     if not ids:
-        raise VoxelstreamError(f"{store.path}: no volume has a complete {name!r} output; run 'voxelstream preprocess' first")
+        raise VoxelstreamError(f"{store.path}: no volume has a complete {name!r} output; run 'voxelstream ct preprocess' first")
 
     def job(n: int, vid: str) -> Outcome:
         if not force and store.is_complete(vid, out_name, params):

@@ -1,21 +1,25 @@
-"""``voxelstream mine``: append hard negatives to a cube set (then ``train --init``)."""
+"""``voxelstream nodules mine``: append hard negatives to a cube set (then ``train --init``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from voxelstream.scheduler import SCHEDULER_HELP, use_scheduler
-from voxelstream.specs import CommandSpec
-from voxelstream.store import open_store
+from voxelstream import CommandSpec, add_common_options, lazy_callable
 
 from .annotations import read_annotations
-from .mining import DEFAULT_MARGIN_MM, DEFAULT_MIN_DISTANCE_MM, DEFAULT_PER_VOLUME, DEFAULT_THRESHOLD, mine_hard_negatives
+
+# dask, zarr, JAX are imported when a command runs, not when the CLI lists it
+use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
+open_store = lazy_callable("voxelstream.store:open_store")
+mine_hard_negatives = lazy_callable("voxelstream_nodules.mining:mine_hard_negatives")
 
 __all__ = ["MINE"]
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", required=True, metavar="PATH", help="the store holding the preprocessed volumes")
+    from .mining import DEFAULT_MARGIN_MM, DEFAULT_MIN_DISTANCE_MM, DEFAULT_PER_VOLUME, DEFAULT_THRESHOLD
+
+    add_common_options(p, store_help="the store holding the preprocessed volumes")
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="the trained model (its split.json names the training series)")
     p.add_argument("--annotations", required=True, metavar="CSV", help="LUNA16 annotations.csv: detections near these are hits, not mined")
     p.add_argument("--cubes", required=True, metavar="CUBES", help="the cube set to append hard negatives to")
@@ -30,7 +34,6 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help=f"local-maximum suppression distance (default {DEFAULT_MIN_DISTANCE_MM:g})")
     p.add_argument("--name", default="iso", help="the preprocessed output cubes are cut from (default iso)")
     p.add_argument("--prob-name", default="prob", help="the probability-map output (default prob; computed where missing)")
-    p.add_argument("--scheduler", default="threads", help=SCHEDULER_HELP)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -47,7 +50,7 @@ def _run(args: argparse.Namespace) -> int:
             name=args.name, prob_name=args.prob_name,
         )
     print(f"{report.total} hard negatives appended to {args.cubes} from {len(report.appended)} training volumes; "
-          f"fine-tune with: voxelstream train --cubes {args.cubes} --init {args.model} --out NEW_MODEL_DIR")
+          f"fine-tune with: voxelstream nodules train --cubes {args.cubes} --init {args.model} --out NEW_MODEL_DIR")
     return infer_report.exit_code
 
 
@@ -59,7 +62,7 @@ MINE = CommandSpec(
         "map (running 'infer' where it is missing) that lie farther than radius + --margin-mm from\n"
         "every annotation (and --excluded finding), and append the --per-volume most confident as\n"
         "cubes of kind hard_negative to --cubes. Validation volumes are never mined. Then\n"
-        "fine-tune: voxelstream train --cubes CUBES --init MODEL_DIR --out NEW_MODEL_DIR."
+        "fine-tune: voxelstream nodules train --cubes CUBES --init MODEL_DIR --out NEW_MODEL_DIR."
     ),
     add_arguments=_arguments,
     run=_run,

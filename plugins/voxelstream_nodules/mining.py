@@ -59,7 +59,7 @@ def training_series(model_dir: str | Path) -> list[str]:
     try:
         return list(json.loads(path.read_text())["train"])
     except FileNotFoundError:
-        raise VoxelstreamError(f"{path}: missing; mine with a model directory written by 'voxelstream train'") from None
+        raise VoxelstreamError(f"{path}: missing; mine with a model directory written by 'voxelstream nodules train'") from None
     except (KeyError, json.JSONDecodeError):
         raise VoxelstreamError(f"{path}: no \"train\" list; re-train or restore the file") from None
 
@@ -124,7 +124,7 @@ def mine_hard_negatives(
             print(f"note: training series {uid} has no {name!r} output in {store.path}; not mined", file=out)
             continue
         if not store.is_complete(vid, prob_name):
-            raise VoxelstreamError(f"{store.path}: volume {vid!r} has no complete {prob_name!r} map; run 'voxelstream infer' first")
+            raise VoxelstreamError(f"{store.path}: volume {vid!r} has no complete {prob_name!r} map; run 'voxelstream nodules infer' first")
         dets = detect_volume(store.open(vid, prob_name), threshold, min_distance_mm)
         fps = false_positives(dets, findings.get(uid, []), margin_mm)
         if uid in seen:

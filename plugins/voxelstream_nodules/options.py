@@ -1,4 +1,4 @@
-"""Options of ``voxelstream train``, importable without JAX (the CLI builds its parser from them)."""
+"""Options of ``voxelstream nodules train``, importable without JAX (the CLI builds its parser from them)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Registration of the nodule-detection task (entry point ``nodules``)."""
+"""Registration of the ``nodules`` task (entry point ``nodules``): ``voxelstream nodules COMMAND``.
+
+Every ``voxelstream`` start imports this module: the command modules it imports keep JAX,
+dask and zarr out of their top level (see tests/test_startup.py).
+"""
 
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ COMMANDS = (CUBES, TRAIN, INFER, SCORE, DETECT, EVALUATE, MINE, DEMO)
 def voxelstream_tasks() -> list[voxelstream.TaskSpec]:
     return [
         voxelstream.TaskSpec(
-            name="nodule-detection",
+            name="nodules",
             modality="CT",
             description="lung-nodule detection as in LUNA16: cubes, a 3-D CNN, dense inference, FROC, hard-negative mining",
             commands=COMMANDS,

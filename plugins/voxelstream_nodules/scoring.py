@@ -1,4 +1,4 @@
-"""Scoring world points cube by cube: the classifier on the cube ``voxelstream cubes`` would cut
+"""Scoring world points cube by cube: the classifier on the cube ``voxelstream nodules cubes`` would cut
 at each point (centre voxel ``rint(world_to_index(world))``, edge = the model's receptive
 field, the window minimum past the border), evaluated by the same jitted eval-mode network
 as dense inference (:func:`.inference.evaluator`) in fixed-size batches (one compilation).

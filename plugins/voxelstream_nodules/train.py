@@ -1,4 +1,4 @@
-"""Training the nodule classifier on a cube set (the work of ``voxelstream train``).
+"""Training the nodule classifier on a cube set (the work of ``voxelstream nodules train``).
 
 * split by series: every cube of a series (positive, augmented, negative, hard negative) is
   on one side; series with and without positives are split separately so both sides see

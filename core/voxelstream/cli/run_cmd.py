@@ -4,19 +4,23 @@ from __future__ import annotations
 
 import argparse
 
-from ..pipeline import load_pipeline, run_pipeline
-from ..scheduler import SCHEDULER_HELP, use_scheduler
 from ..specs import CommandSpec
-from ..store import open_store
+from .options import add_progress_option, add_scheduler_option
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("pipeline", metavar="PIPELINE.toml", help="pipeline file (see examples/preprocess.toml)")
-    p.add_argument("--scheduler", default=None, help=SCHEDULER_HELP + " (overrides the file)")
+    add_scheduler_option(p, help="overrides the file's")
+    add_progress_option(p)
     p.add_argument("--force", action="store_true", help="recompute outputs that are already complete")
 
 
 def run(args: argparse.Namespace) -> int:
+    # here, not at the top: listing commands must not import dask and zarr
+    from ..pipeline import load_pipeline, run_pipeline
+    from ..scheduler import use_scheduler
+    from ..store import open_store
+
     pipe = load_pipeline(args.pipeline)
     store = open_store(pipe.store)
     with use_scheduler(args.scheduler or pipe.scheduler):
