@@ -17,8 +17,10 @@ $(STAMP): pyproject.toml examples/voxelstream-example/pyproject.toml
 
 install: $(STAMP)
 
+# One line per task's demo (voxelstream TASK demo), each into its own folder under $(DEMO).
+# The dr task's line goes below the nodules one: voxelstream dr demo --out $(DEMO)/dr
 demo: $(STAMP)
-	$(VENV)/bin/voxelstream demo --out $(DEMO)
+	$(VENV)/bin/voxelstream nodules demo --out $(DEMO)/nodules
 
 test: $(STAMP)
 	$(PY) -m pytest -q
