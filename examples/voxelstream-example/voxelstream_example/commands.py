@@ -63,7 +63,11 @@ def _add_input_output(p: argparse.ArgumentParser, default_name: str) -> None:
 
 def smooth_volume(store: Any, input: str, sigma: Any, volume_id: str) -> Any:
     """The lazy smoothed volume (module level, so it can travel to a dask.distributed worker)."""
-    return vs.get_stage("gaussian")(store.open(volume_id, input), sigma=sigma)
+    vol = store.open(volume_id, input)
+    if isinstance(sigma, list) and len(sigma) != vol.spatial_ndim:  # say it in the option's words
+        raise vs.VoxelstreamError(f"--sigma has {len(sigma)} values, the image has {vol.spatial_ndim} spatial axes "
+                                  f"({' '.join(vol.axes)}); give one value or one per axis")
+    return vs.get_stage("gaussian")(vol, sigma=sigma)
 
 
 def _smooth_arguments(p: argparse.ArgumentParser) -> None:
