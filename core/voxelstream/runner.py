@@ -357,6 +357,7 @@ def run_per_volume(
                 if not force:
                     fp = dict(job.fingerprint()) if job.fingerprint else {}
                     if store.is_complete(job.volume_id, output, params, fingerprint=fp):
+                        store.sweep(job.volume_id, output)
                         print(f"{prefix(n)}{job.volume_id}\t({skipped_text})", file=out, flush=True)
                         add(Outcome(job.name, "skipped", info={"id": job.volume_id, **job.info}), t0)
                         progress.advance()

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from ..errors import StoreError
 
-__all__ = ["output_lock"]
+__all__ = ["output_lock", "try_lock"]
 
 _local = threading.local()
 
@@ -66,6 +66,34 @@ def output_lock(path: Path, on_wait: Callable[[], None] | None = None) -> Iterat
             yield waited
         finally:
             del held[key]
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def try_lock(path: Path) -> Iterator[bool]:
+    """Take the lock file ``path`` only if nobody holds it; yields whether it was taken."""
+    key = str(path)
+    if key in _held() or not path.exists():
+        yield False
+        return
+    try:
+        fd = os.open(key, os.O_RDWR)
+    except OSError:
+        yield False
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        _held()[key] = [fd, 1]
+        try:
+            yield True
+        finally:
+            del _held()[key]
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)

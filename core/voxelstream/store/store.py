@@ -26,7 +26,7 @@ from . import layout, ome
 from .chunkio import ChunkError, ChunkReader, open_for_write, plain_codec, write_chunk
 from .ids import safe_id
 from .layout import jsonable
-from .locks import output_lock
+from .locks import output_lock, try_lock
 from .planning import (
     DEFAULT_CHUNK,
     all_in_order,
@@ -223,6 +223,16 @@ class Store:
                     shutil.rmtree(p, ignore_errors=True)
         except FileNotFoundError:
             pass
+
+    def sweep(self, volume_id: str, name: str) -> None:
+        """Remove what dead writers of this output left under ``.staging`` (only when no
+        live writer holds its lock; cheap when there is nothing)."""
+        d = self.path / layout.staging_rel(volume_id, name, "x").rsplit("/", 1)[0]
+        if not d.is_dir():
+            return
+        with try_lock(self.path / layout.lock_rel(volume_id, name)) as mine:
+            if mine:
+                self._clear_staging(volume_id, name)
 
     def write(
         self,
