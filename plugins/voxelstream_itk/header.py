@@ -67,12 +67,15 @@ def read_info(path: str | Path) -> ImageInfo:
     or does not describe a 3-D volume."""
     import SimpleITK as sitk
 
+    from .gate import check_header
+
     p = str(path)
+    check_header(p)  # SimpleITK crashes the process on some hostile headers: never hand it one
     reader = sitk.ImageFileReader()
     reader.SetFileName(p)
     try:
         reader.ReadImageInformation()
-    except RuntimeError as exc:
+    except (RuntimeError, TypeError, ValueError) as exc:
         raise ImageFileError(
             p,
             f"not a readable {format_of(p)} file: SimpleITK cannot read its header "
@@ -94,14 +97,33 @@ def read_info(path: str | Path) -> ImageInfo:
         raise ImageFileError(
             p, f"pixel type {sitk.GetPixelIDValueAsString(reader.GetPixelID())} is not supported; convert it to a scalar type"
         ) from None
+    spacing = tuple(float(v) for v in reader.GetSpacing())
+    direction = np.asarray(reader.GetDirection(), dtype=float)
+    if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise ImageFileError(p, f"the header gives voxel sizes {list(spacing)}; they must be positive: fix the header")
+    if not all(np.isfinite(reader.GetOrigin())):
+        raise ImageFileError(p, f"the header gives origin {list(reader.GetOrigin())}; it must be finite: fix the header")
+    if not np.all(np.isfinite(direction)) or abs(np.linalg.det(direction.reshape(len(size), len(size)))) < 1e-6:
+        raise ImageFileError(p, "the header's direction (orientation) matrix is degenerate; fix the header")
     return ImageInfo(
         path=p,
         format=format_of(p),
         size_xyz=size,
-        spacing_xyz=tuple(float(v) for v in reader.GetSpacing()),
+        spacing_xyz=spacing,
         origin_xyz=tuple(float(v) for v in reader.GetOrigin()),
         direction=tuple(float(v) for v in reader.GetDirection()),
         dtype=dtype,
         components=comps,
-        metadata=tuple((k, reader.GetMetaData(k)) for k in reader.GetMetaDataKeys()),
+        metadata=_metadata(reader),
     )
+
+
+def _metadata(reader) -> tuple[tuple[str, str], ...]:
+    """The header's key/value pairs; a key SimpleITK cannot hand back (not UTF-8) is left out."""
+    out = []
+    for k in reader.GetMetaDataKeys():
+        try:
+            out.append((k, reader.GetMetaData(k)))
+        except (TypeError, UnicodeDecodeError, RuntimeError):
+            continue
+    return tuple(out)

@@ -3,8 +3,13 @@ memory-mapped z slabs of uncompressed data.
 
 SimpleITK gives the geometry; this module reads the few keys it does not expose
 (``ElementDataFile``, ``HeaderSize``, ``CompressedData``, byte order) from the text header,
-so that an uncompressed ``.mhd`` + ``.raw`` (LUNA16's layout) or ``.mha`` is read slab by
-slab straight from the file, without SimpleITK in the loop.
+so that ``.mhd`` + ``.raw`` (LUNA16's layout), ``.mhd`` + ``.zraw`` and ``.mha`` are read
+block by block straight from the file (:mod:`.rawdata`), without SimpleITK in the loop.
+
+Data files stay in their folder: ``ElementDataFile`` (and every file of a ``LIST`` or a
+numbered pattern) must resolve, symlinks included, inside the header's folder, unless the
+user opts in (``ReadOptions.allow_outside_data``); otherwise a header could make ingest
+copy any file of the host (``/etc/shadow``, ``../../other_patient.raw``) into a store.
 """
 
 from __future__ import annotations
@@ -14,14 +19,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 
 from .errors import ImageFileError
 from .header import ImageInfo
-from .slabs import slab_array, slab_depth
+from .rawdata import RawLayout
 
-__all__ = ["MetaHeader", "RawLayout", "read_header", "data_file_of", "check_data", "raw_layout", "memmap_array", "read_raw_slab"]
+__all__ = ["MetaHeader", "RawLayout", "read_header", "data_file_of", "data_files_of", "check_data", "raw_layout",
+           "inside_folder"]
 
 _MAX_HEADER_LINES = 1000
 # Unambiguous sizes only: MET_LONG/MET_ULONG follow the writer's C ``long`` and are left to
@@ -58,16 +63,6 @@ class MetaHeader:
         return self.get(key, "False").strip().lower() in ("true", "1", "yes")
 
 
-@dataclass(frozen=True)
-class RawLayout:
-    """Uncompressed voxel bytes in one file: plain data, safe to put into a dask graph."""
-
-    data_file: str
-    offset: int
-    dtype: str  # with byte order, e.g. ">i2"
-    shape: tuple[int, ...]  # (z, y, x) or (z, y, x, c)
-
-
 def read_header(path: str | Path) -> MetaHeader:
     """Parse the ``Key = Value`` lines of a MetaImage header up to ``ElementDataFile`` (the
     last key; binary data may follow it in a ``.mha``)."""
@@ -88,23 +83,63 @@ def read_header(path: str | Path) -> MetaHeader:
     )
 
 
-def data_file_of(header: MetaHeader) -> str | None:
-    """The single external data file the header names (resolved beside the header), or None
-    for ``LOCAL`` data, a ``LIST`` or a numbered file pattern (those go through SimpleITK)."""
+def inside_folder(header_path: str, name: str, allow_outside: bool) -> str:
+    """``name`` (as written in a header) resolved beside ``header_path``; an
+    :class:`ImageFileError` when it resolves (symlinks included) outside the header's
+    folder and ``allow_outside`` is off."""
+    folder = Path(header_path).resolve().parent
+    target = (Path(header_path).parent / name)
+    if not allow_outside:
+        resolved = target.resolve()
+        if resolved != folder and folder not in resolved.parents:
+            raise ImageFileError(
+                header_path,
+                f"its data file {name!r} resolves outside the header's folder; refused so that no other file of "
+                "this machine is read into the store: move the data beside the header, or pass "
+                "--allow-outside-data if the layout is intended",
+            )
+    return str(target)
+
+
+def data_file_of(header: MetaHeader, allow_outside: bool = False) -> str | None:
+    """The single external data file the header names (resolved beside the header, and
+    checked to stay inside its folder), or None for ``LOCAL`` data, a ``LIST`` or a
+    numbered file pattern (those go through SimpleITK; see :func:`data_files_of`)."""
     name = header.get("ElementDataFile")
     if name.upper() in ("LOCAL", "LIST") or name.upper().startswith("LIST") or "%" in name:
         return None
-    return str(Path(header.path).parent / name)
+    return inside_folder(header.path, name, allow_outside)
+
+
+def data_files_of(header: MetaHeader, allow_outside: bool = False) -> list[str]:
+    """Every data file the header points at (``LOCAL``: the header itself), each checked
+    to stay inside the header's folder. A numbered pattern (``slice%03d.raw 1 40 1``) is
+    checked by its folder."""
+    name = header.get("ElementDataFile")
+    if name.upper() == "LOCAL":
+        return [header.path]
+    if name.upper().startswith("LIST"):
+        with open(header.path, "rb") as f:
+            f.seek(header.header_end)
+            names = [ln.strip() for ln in f.read(1 << 20).decode("latin-1").splitlines() if ln.strip()]
+        return [inside_folder(header.path, n, allow_outside) for n in names]
+    if "%" in name:
+        pattern = name.split()[0]
+        inside_folder(header.path, str(Path(pattern).parent / "x"), allow_outside)
+        return []
+    return [inside_folder(header.path, name, allow_outside)]
 
 
 def _size(path: str) -> int:
     return os.stat(path).st_size
 
 
-def check_data(header: MetaHeader, info: ImageInfo) -> None:
-    """Raise :class:`ImageFileError` if the voxel data the header points at is missing or
-    shorter than the header says (cheap: file sizes only)."""
-    data_file = data_file_of(header)
+def check_data(header: MetaHeader, info: ImageInfo, allow_outside: bool = False) -> None:
+    """Raise :class:`ImageFileError` if the voxel data the header points at lie outside its
+    folder (unless ``allow_outside``), are missing, or are shorter than the header says
+    (cheap: file sizes only)."""
+    data_files_of(header, allow_outside)
+    data_file = data_file_of(header, allow_outside)
     name = header.get("ElementDataFile")
     if data_file is None and name.upper() != "LOCAL":
         return  # a LIST or a numbered pattern of files: SimpleITK reports what is missing
@@ -133,10 +168,11 @@ def check_data(header: MetaHeader, info: ImageInfo) -> None:
         )
 
 
-def raw_layout(header: MetaHeader, info: ImageInfo) -> RawLayout | None:
-    """Where the uncompressed voxels lie, when they can be memory-mapped (one file, known
-    element type, agreeing with SimpleITK's reading of the header); otherwise None."""
-    if header.flag("CompressedData") or header.get("NDims") != "3":
+def raw_layout(header: MetaHeader, info: ImageInfo, allow_outside: bool = False) -> RawLayout | None:
+    """Where the voxels lie, when :mod:`.rawdata` can read them (one file, known element
+    type, agreeing with SimpleITK's reading of the header; zlib-compressed data too);
+    otherwise None."""
+    if header.get("NDims") != "3":
         return None
     code = _ELEMENT_TYPES.get(header.get("ElementType").upper())
     channels = int(header.get("ElementNumberOfChannels", "1") or 1)
@@ -147,34 +183,21 @@ def raw_layout(header: MetaHeader, info: ImageInfo) -> RawLayout | None:
     dtype = np.dtype(code).newbyteorder(">" if msb else "<")
     if dtype.newbyteorder("=").name != info.dtype:
         return None
-    data_file = data_file_of(header)
+    compression = "zlib" if header.flag("CompressedData") else ""
+    data_file = data_file_of(header, allow_outside)
     skip = int(header.get("HeaderSize", "0") or 0)
     if data_file is None:
         if header.get("ElementDataFile").upper() != "LOCAL" or skip:
             return None
         data_file, offset = header.path, header.header_end
+    elif compression:
+        if skip:
+            return None
+        offset = 0
     else:
         # HeaderSize -1: the data are the last bytes of the file, after a header of unknown size
         offset = _size(data_file) - info.data_bytes if skip == -1 else skip
     shape = info.shape_zyx + ((channels,) if channels > 1 else ())
+    if compression:  # the zlib stream starts at `offset` (after a .mha's header); voxels at its start
+        return RawLayout(data_file, 0, dtype.str, shape, compression, stream_start=offset)
     return RawLayout(data_file, offset, dtype.str, shape)
-
-
-def read_raw_slab(z0: int, z1: int, *, path: str, offset: int, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
-    """Slices ``[z0:z1]`` of the raw data, copied out of a memory map opened for this call
-    only (the map itself never enters the graph), in native byte order."""
-    mm = np.memmap(path, dtype=np.dtype(dtype), mode="r", offset=offset, shape=shape)
-    try:
-        return np.ascontiguousarray(mm[z0:z1], dtype=np.dtype(dtype).newbyteorder("="))
-    finally:
-        del mm
-
-
-def memmap_array(layout: RawLayout, depth: int | None = None) -> da.Array:
-    """Lazy ``(z, y, x[, c])`` array of memory-mapped slabs of ``depth`` slices each."""
-    slice_bytes = int(np.prod(layout.shape[1:])) * np.dtype(layout.dtype).itemsize
-    depth = depth or slab_depth(slice_bytes)
-    native = np.dtype(layout.dtype).newbyteorder("=").name
-    return slab_array(
-        read_raw_slab, layout.shape, native, depth, path=layout.data_file, offset=layout.offset, dtype=layout.dtype, shape=layout.shape
-    )

@@ -1,4 +1,6 @@
-"""Is a NIfTI file whole? SimpleITK reads a truncated ``.nii``/``.nii.gz`` without a word
+"""NIfTI-1: is the file whole, and where are its voxels.
+
+SimpleITK reads a truncated ``.nii``/``.nii.gz`` without a word
 (the missing voxels come back as garbage), so discovery checks the size the header
 promises against the file, cheaply.
 
@@ -16,9 +18,11 @@ import zlib
 import numpy as np
 
 from .errors import ImageFileError
+from .gate import NIFTI_TYPES, read_nifti_header
 from .header import ImageInfo
+from .rawdata import RawLayout
 
-__all__ = ["stored_bytes", "check_complete"]
+__all__ = ["stored_bytes", "check_complete", "raw_layout"]
 
 _CHUNK = 4 * 2**20
 
@@ -75,3 +79,27 @@ def check_complete(info: ImageInfo) -> None:
             info.path,
             f"truncated or damaged gzip data: it decompresses to {got} bytes (header needs {need}); {fix}",
         )
+
+
+def raw_layout(info: ImageInfo) -> RawLayout | None:
+    """Where a scalar NIfTI-1 volume's voxels lie (``.nii``: memory-mapped; ``.nii.gz``:
+    inflated once per volume by :mod:`.stream`), with ``scl_slope``/``scl_inter`` applied
+    as SimpleITK does (to its float output type); None for what SimpleITK should read
+    (vector or RGB voxels, more than three non-trivial dimensions)."""
+    h = read_nifti_header(info.path)
+    if info.components != 1 or NIFTI_TYPES[h.datatype][0].startswith("c") or h.datatype in (128, 2304):
+        return None
+    dims = tuple(h.dims) + (1,) * (3 - len(h.dims))
+    if any(d != 1 for d in dims[3:]) or tuple(dims[:3]) != tuple(info.size_xyz):
+        return None
+    stored = np.dtype(h.stored_dtype)
+    if h.scaled:
+        if np.dtype(info.dtype).kind != "f":
+            return None
+        scale = {"slope": float(h.scl_slope), "inter": float(h.scl_inter), "out_dtype": info.dtype}
+    elif stored.newbyteorder("=").name == info.dtype:
+        scale = {}
+    else:
+        return None
+    compression = "gzip" if info.path.lower().endswith(".gz") else ""
+    return RawLayout(info.path, int(h.vox_offset), stored.str, info.shape_zyx, compression, **scale)

@@ -6,36 +6,59 @@ import os
 from typing import Any
 
 import dask.array as da
+from voxelstream.limits import check_output_size
+from voxelstream.privacy import source_origin
 from voxelstream.volume import Volume
 
-from . import metaimage, nifti
+from . import metaimage, nifti, nrrd
 from .header import ImageInfo, read_info
 from .naming import volume_id_for
+from .rawdata import RawLayout, raw_array
 from .sitk_slabs import sitk_array
 
-__all__ = ["inspect_file", "open_volume", "volume_meta"]
+__all__ = ["inspect_file", "open_volume", "volume_meta", "data_files"]
 
 
-def inspect_file(path: str) -> ImageInfo:
-    """Header-only check of ``path``: the header reads, describes a 3-D volume, and the voxel
-    data it points at exist in full. Raises :class:`~voxelstream_itk.errors.ImageFileError`."""
+def inspect_file(path: str, allow_outside_data: bool = False) -> ImageInfo:
+    """Header-only check of ``path``: the header holds sane values and describes a 3-D volume
+    no larger than the output limit, its data files stay in its folder (unless
+    ``allow_outside_data``), and the voxel data exist in full. Raises
+    :class:`~voxelstream_itk.errors.ImageFileError` (or ``OutputTooLargeError``)."""
     info = read_info(path)
+    dims = " ".join(str(n) for n in info.size_xyz)
+    check_output_size(info.shape_zyx + ((info.components,) if info.components > 1 else ()), info.dtype,
+                      cause=f"{path}: its header's size {dims}",
+                      hint="the header is damaged, or the image is larger than this machine is set up for")
     if info.format == "MetaImage":
-        metaimage.check_data(metaimage.read_header(path), info)
+        metaimage.check_data(metaimage.read_header(path), info, allow_outside_data)
     elif info.format == "NIfTI":
         nifti.check_complete(info)
+    else:
+        nrrd.check_data(info, allow_outside_data)
     return info
 
 
-def volume_meta(info: ImageInfo) -> dict[str, Any]:
-    """``meta`` of the volume: source, reader, format, id, and modality (and HU units for
-    CT) when the header names one (MetaImage ``Modality = MET_MOD_CT``)."""
+def data_files(info: ImageInfo, allow_outside_data: bool = False) -> list[str]:
+    """The files the volume is read from: the header and its data file(s)."""
+    if info.format == "MetaImage":
+        extra = metaimage.data_files_of(metaimage.read_header(info.path), allow_outside_data)
+        return list(dict.fromkeys([info.path, *extra]))
+    layout = nrrd.raw_layout(info, allow_outside_data) if info.format == "NRRD" else None
+    return list(dict.fromkeys([info.path] + ([layout.data_file] if layout else [])))
+
+
+def volume_meta(info: ImageInfo, *, keep_phi: bool = False, allow_outside_data: bool = False) -> dict[str, Any]:
+    """``meta`` of the volume: id, reader, format, ``origin`` (reader, salted hash of the
+    path, number and size of files; the path itself only with ``keep_phi``), and modality
+    (and HU units for CT) when the header names one (MetaImage ``Modality = MET_MOD_CT``)."""
     meta: dict[str, Any] = {
         "id": volume_id_for(info.path),
-        "source": os.path.abspath(info.path),
         "reader": "itk",
         "format": info.format,
+        "origin": source_origin("itk", info.path, data_files(info, allow_outside_data), keep_phi=keep_phi),
     }
+    if keep_phi:
+        meta["source"] = os.path.abspath(info.path)
     modality = info.meta("Modality").strip().upper().removeprefix("MET_MOD_")
     if modality and modality not in ("UNKNOWN", "OT"):
         meta["modality"] = modality
@@ -44,20 +67,27 @@ def volume_meta(info: ImageInfo) -> dict[str, Any]:
     return meta
 
 
-def _lazy_data(info: ImageInfo, depth: int | None) -> da.Array:
+def raw_layout_of(info: ImageInfo, allow_outside_data: bool = False) -> RawLayout | None:
+    """How :mod:`.rawdata` reads the file, or None when SimpleITK must."""
     if info.format == "MetaImage":
-        layout = metaimage.raw_layout(metaimage.read_header(info.path), info)
-        if layout is not None:
-            return metaimage.memmap_array(layout, depth)
-    return sitk_array(info, depth)
+        return metaimage.raw_layout(metaimage.read_header(info.path), info, allow_outside_data)
+    if info.format == "NIfTI":
+        return nifti.raw_layout(info)
+    return nrrd.raw_layout(info, allow_outside_data)
 
 
-def open_volume(path: str, slab_depth: int | None = None) -> Volume:
+def _lazy_data(info: ImageInfo, depth: int | None, allow_outside_data: bool) -> da.Array:
+    layout = raw_layout_of(info, allow_outside_data)
+    return raw_array(layout, depth) if layout is not None else sitk_array(info, depth)
+
+
+def open_volume(path: str, slab_depth: int | None = None, *, keep_phi: bool = False,
+                allow_outside_data: bool = False) -> Volume:
     """The image at ``path`` as a lazy Volume: headers are read now, voxels by the dask tasks
-    (``slab_depth`` z slices each; default about 64). Multi-component pixels become a leading
-    channel axis ``(c, z, y, x)``."""
-    info = inspect_file(path)
-    data = _lazy_data(info, slab_depth)
+    (blocks of about 64 slices, or bands of rows of a huge slice; ``slab_depth`` slices
+    when given). Multi-component pixels become a leading channel axis ``(c, z, y, x)``."""
+    info = inspect_file(path, allow_outside_data)
+    data = _lazy_data(info, slab_depth, allow_outside_data)
     if info.components > 1:
         data = da.moveaxis(data, -1, 0)
     return Volume.from_itk_geometry(
@@ -65,5 +95,5 @@ def open_volume(path: str, slab_depth: int | None = None) -> Volume:
         spacing=tuple(reversed(info.spacing_xyz)),
         origin_xyz=info.origin_xyz,
         direction=info.direction,
-        meta=volume_meta(info),
+        meta=volume_meta(info, keep_phi=keep_phi, allow_outside_data=allow_outside_data),
     )

@@ -1,11 +1,10 @@
-"""Z slabs read through SimpleITK's streaming reader (any format SimpleITK reads).
+"""Blocks read through SimpleITK's streaming reader (any format SimpleITK reads).
 
-Each task asks SimpleITK for slices ``[z0:z1]`` only (``SetExtractIndex/SetExtractSize``).
-Formats whose ImageIO streams (MetaImage, NRRD raw, NIfTI) read just that part; for
-gzip-compressed files (``.nii.gz``, compressed ``.nrrd``, ``.zraw``) every slab decompresses
-the stream from its start up to the slab, so a file of k slabs costs about k/2 full
-decompressions in total. That is accepted: memory stays bounded by one slab, and the
-uncompressed layouts that matter for speed (LUNA16's ``.mhd`` + ``.raw``) use memory maps.
+Each task asks SimpleITK for slices ``[z0:z1]`` and rows ``[y0:y1]`` only
+(``SetExtractIndex/SetExtractSize``). This is the fallback for what :mod:`.rawdata` does
+not lay out itself (LIST and numbered MetaImage files, NRRD encodings other than raw and
+gzip, vector NIfTI/NRRD): formats whose ImageIO streams read just that part; others read
+the whole image in each task, so they are kept for small or unusual files.
 """
 
 from __future__ import annotations
@@ -15,19 +14,20 @@ import numpy as np
 
 from .errors import ImageFileError
 from .header import ImageInfo, sitk_error_line
-from .slabs import slab_array, slab_depth
+from .slabs import slab_array
 
 __all__ = ["sitk_array", "read_sitk_slab"]
 
 
-def read_sitk_slab(z0: int, z1: int, *, path: str, size_xyz: tuple[int, int, int], dtype: str) -> np.ndarray:
-    """Slices ``[z0:z1]`` of the image at ``path`` as ``(z, y, x[, c])``."""
+def read_sitk_slab(z0: int, z1: int, y0: int, y1: int, *, path: str, size_xyz: tuple[int, int, int],
+                   dtype: str) -> np.ndarray:
+    """Slices ``[z0:z1]``, rows ``[y0:y1]`` of the image at ``path`` as ``(z, y, x[, c])``."""
     import SimpleITK as sitk  # imported when used: plugin loading stays light
 
     reader = sitk.ImageFileReader()
     reader.SetFileName(path)
-    reader.SetExtractIndex([0, 0, int(z0)])
-    reader.SetExtractSize([int(size_xyz[0]), int(size_xyz[1]), int(z1 - z0)])
+    reader.SetExtractIndex([0, int(y0), int(z0)])
+    reader.SetExtractSize([int(size_xyz[0]), int(y1 - y0), int(z1 - z0)])
     try:
         image = reader.Execute()
     except RuntimeError as exc:
@@ -41,7 +41,6 @@ def read_sitk_slab(z0: int, z1: int, *, path: str, size_xyz: tuple[int, int, int
 
 
 def sitk_array(info: ImageInfo, depth: int | None = None) -> da.Array:
-    """Lazy ``(z, y, x[, c])`` array of SimpleITK-streamed slabs of ``depth`` slices each."""
+    """Lazy ``(z, y, x[, c])`` array of SimpleITK-streamed blocks (see :func:`.slabs.block_plan`)."""
     shape = info.shape_zyx + ((info.components,) if info.components > 1 else ())
-    depth = depth or slab_depth(info.size_xyz[0] * info.size_xyz[1] * info.voxel_bytes)
     return slab_array(read_sitk_slab, shape, info.dtype, depth, path=info.path, size_xyz=info.size_xyz, dtype=info.dtype)

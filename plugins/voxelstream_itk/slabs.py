@@ -1,14 +1,18 @@
-"""A lazy dask array made of z slabs, each read by one task from the file itself.
+"""A lazy dask array made of blocks, each read by one task from the file itself.
 
-Both ways of reading (memory-mapped raw data, SimpleITK streaming) share this: a task is
-``read(z0, z1, **plain_kwargs)`` and returns the slab ``[z0:z1]`` in ``(z, y, x[, c])``
-order. Only plain data (paths, offsets, dtype names) goes into the graph, so it pickles
-to dask.distributed workers and nothing is read before the graph runs.
+Every way of reading (memory-mapped or streamed raw data, SimpleITK's streaming reader)
+shares this: a task is ``read(z0, z1, y0, y1, **plain_kwargs)`` and returns the block
+``[z0:z1, y0:y1]`` in ``(z, y, x[, c])`` order. Blocks are sized by bytes, not slices: up
+to :data:`SLAB_SLICES` whole slices while they fit :data:`SLAB_BYTES`, and a slice larger
+than that (a 20000 x 20000 scan) is read in bands of rows. Only plain data (paths, offsets,
+dtype names) goes into the graph, so it pickles to dask.distributed workers and nothing is
+read before the graph runs.
 """
 
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -18,10 +22,10 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
-__all__ = ["SLAB_BYTES", "slab_depth", "slab_array"]
+__all__ = ["SLAB_BYTES", "SLAB_SLICES", "block_plan", "slab_depth", "slab_array"]
 
 # A slab of 64 slices matches the store's default 64-voxel chunk edge (so rechunking to it
-# only splits y and x); for very large slices fewer slices keep one task near this size.
+# only splits y and x); for large slices fewer slices keep one task near SLAB_BYTES.
 SLAB_SLICES = 64
 SLAB_BYTES = 64 * 2**20
 
@@ -29,6 +33,18 @@ SLAB_BYTES = 64 * 2**20
 def slab_depth(slice_bytes: int, slices: int = SLAB_SLICES, max_bytes: int = SLAB_BYTES) -> int:
     """Slices per task: ``slices``, or fewer when that would exceed ``max_bytes``."""
     return max(1, min(slices, max_bytes // max(1, slice_bytes)))
+
+
+def block_plan(shape: tuple[int, ...], itemsize: int, depth: int | None = None,
+               max_bytes: int = SLAB_BYTES) -> tuple[int, int]:
+    """``(slices, rows)`` per task for an array of ``shape`` (z, y, x[, c]): whole slices
+    (``depth`` or :func:`slab_depth`) while one slice fits ``max_bytes``, else one slice
+    in bands of as many rows as fit."""
+    row_bytes = int(np.prod(shape[2:], dtype=np.int64)) * itemsize
+    slice_bytes = row_bytes * shape[1]
+    if slice_bytes <= max_bytes:
+        return (depth or slab_depth(slice_bytes, max_bytes=max_bytes)), shape[1]
+    return 1, max(1, min(shape[1], max_bytes // max(1, row_bytes)))
 
 
 def _file_token(path: str) -> tuple[int, int]:
@@ -40,23 +56,30 @@ def slab_array(
     read: Callable[..., np.ndarray],
     shape: tuple[int, ...],
     dtype: str,
-    depth: int,
+    depth: int | None = None,
     /,
     *,
     path: str,
+    max_bytes: int = SLAB_BYTES,
     **kwargs: Any,
 ) -> da.Array:
-    """Dask array of ``shape`` (z first) whose z chunks of ``depth`` slices are each
-    ``read(z0, z1, path=path, **kwargs)``. The graph name depends on the file's size and
-    modification time, so a changed file is never served from a stale cache."""
-    nz = shape[0]
-    bounds = [(z0, min(z0 + depth, nz)) for z0 in range(0, nz, depth)]
+    """Dask array of ``shape`` (z first) whose blocks (see :func:`block_plan`) are each
+    ``read(z0, z1, y0, y1, path=path, **kwargs)``. The graph name depends on the file's
+    size and modification time, so a changed file is never served from a stale cache."""
+    nz, ny = shape[0], shape[1]
+    zd, band = block_plan(shape, np.dtype(dtype).itemsize, depth, max_bytes)
+    if depth and zd != depth:
+        zd = depth
+    zb = [(z0, min(z0 + zd, nz)) for z0 in range(0, nz, zd)]
+    yb = [(y0, min(y0 + band, ny)) for y0 in range(0, ny, band)]
     task = functools.partial(read, path=path, **kwargs)
     name = f"{read.__name__.replace('_', '-')}-" + tokenize(
-        read.__module__, read.__qualname__, path, _file_token(path), shape, dtype, depth, sorted(kwargs.items())
+        read.__module__, read.__qualname__, path, _file_token(path), shape, dtype, zd, band, sorted(kwargs.items())
     )
-    rest = (0,) * (len(shape) - 1)
-    dsk = {(name, i, *rest): (task, z0, z1) for i, (z0, z1) in enumerate(bounds)}
-    chunks = (tuple(z1 - z0 for z0, z1 in bounds),) + tuple((n,) for n in shape[1:])
+    rest = (0,) * (len(shape) - 2)
+    dsk = {(name, i, j, *rest): (task, z0, z1, y0, y1)
+           for i, (z0, z1) in enumerate(zb) for j, (y0, y1) in enumerate(yb)}
+    chunks = (tuple(z1 - z0 for z0, z1 in zb), tuple(y1 - y0 for y0, y1 in yb)) + tuple((n,) for n in shape[2:])
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=())
+    assert math.prod(len(c) for c in chunks) == len(dsk)
     return da.Array(graph, name, chunks, dtype=np.dtype(dtype))
