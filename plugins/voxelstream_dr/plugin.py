@@ -13,18 +13,24 @@ from .demo import DEMO
 from .options import MODALITY, MODEL_NAME
 
 
+# Declared by name (LazySpec): their modules import numpy and dask, and 'voxelstream plugins'
+# calls every hook; they are imported when a photo is read or a stage is first used.
 @voxelstream.hookimpl
-def voxelstream_readers() -> list[voxelstream.ReaderSpec]:
-    from .reader import READER
-
-    return [READER]
+def voxelstream_readers() -> list[voxelstream.LazySpec]:
+    return [voxelstream.LazySpec("photo", "voxelstream_dr.reader:READER",
+                                 description="colour photographs (.jpeg/.jpg/.png) as (3, H, W) uint8, modality OP")]
 
 
 @voxelstream.hookimpl
-def voxelstream_stages() -> list[voxelstream.StageSpec]:
-    from .stages import STAGES
-
-    return list(STAGES)
+def voxelstream_stages() -> list[voxelstream.LazySpec]:
+    return [
+        voxelstream.LazySpec("fundus_crop", "voxelstream_dr.stages:CROP_STAGE",
+                             description="scale a fundus photograph to a fixed fundus radius and crop around it"),
+        voxelstream.LazySpec("local_average", "voxelstream_dr.stages:LOCAL_AVERAGE_STAGE",
+                             description="subtract the local average colour (Gaussian), uint8"),
+        voxelstream.LazySpec("fundus_border", "voxelstream_dr.stages:BORDER_STAGE",
+                             description="set everything outside a centred circle to a value"),
+    ]
 
 
 def build(config: dict[str, Any], seed: int = 0) -> Any:

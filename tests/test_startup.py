@@ -1,0 +1,81 @@
+"""Start-up stays cheap: listing commands and plugins imports no heavy module.
+
+Guarded by what is imported, not by timing (timings: benchmarks/bench_startup.py). Each case
+runs in a fresh interpreter, since this test process has long imported everything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from voxelstream import plugins
+
+from fakeplugins import CONSOLE_SCRIPT
+
+#: What a start must not pay for: each costs 0.1-1.3 s to import on this machine.
+HEAVY = ("dask", "zarr", "jax", "flax", "optax", "scipy", "SimpleITK", "pydicom", "numcodecs",
+         "distributed", "matplotlib", "rich", "PIL", "sklearn", "numpy")
+
+_PROBE = """
+import json, sys
+from voxelstream.cli.main import main
+try:
+    main(json.loads(sys.argv[1]))
+except SystemExit:
+    pass
+with open(sys.argv[2], "w") as f:
+    json.dump(sorted(sys.modules), f)
+"""
+
+
+def _heavy(modules) -> list[str]:
+    return sorted({m for m in modules if m.split(".")[0] in HEAVY})
+
+
+def _modules_after(argv: list[str], tmp_path) -> list[str]:
+    out = tmp_path / "modules.json"
+    env = {k: v for k, v in os.environ.items() if k != "VOXELSTREAM_DEBUG"}
+    proc = subprocess.run([sys.executable, "-c", _PROBE, json.dumps(argv), str(out)], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(out.read_text())
+
+
+def _tasks() -> list[str]:
+    plugins.reset()
+    return sorted(plugins.registrations("tasks"))
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["plugins"], ["plugins", "--json"], ["--version"]]
+                         + [[task, "--help"] for task in _tasks()])
+def test_listing_imports_no_heavy_module(argv, tmp_path):
+    modules = _modules_after(argv, tmp_path)
+    assert "voxelstream.plugins" in modules  # the probe did run the CLI
+    assert _heavy(modules) == [], f"voxelstream {' '.join(argv)} imported heavy modules"
+
+
+def test_import_voxelstream_is_light_and_every_public_name_still_resolves(tmp_path):
+    code = ("import json, sys, voxelstream as vs\n"
+            "before = sorted(sys.modules)\n"
+            "values = {n: type(getattr(vs, n)).__name__ for n in vs.__all__}\n"
+            f"json.dump([before, values], open({str(tmp_path / 'o.json')!r}, 'w'))\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+    before, values = json.loads((tmp_path / "o.json").read_text())
+    assert _heavy(before) == []
+    assert set(values) == set(__import__("voxelstream").__all__)
+    assert values["Volume"] == "type" and values["open_store"] == "function" and values["__version__"] == "str"
+
+
+def test_console_script_help_imports_no_heavy_module():
+    """The real console script, as a user runs it, with Python's own import log."""
+    env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
+    proc = subprocess.run([str(CONSOLE_SCRIPT), "--help"], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and "usage: voxelstream" in proc.stdout
+    imported = [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
+    assert "voxelstream.cli.main" in imported
+    assert _heavy(imported) == []
