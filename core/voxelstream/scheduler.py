@@ -56,8 +56,13 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
             assert n >= 1
         except (ValueError, AssertionError):
             raise VoxelstreamError(f"--scheduler {spec}: expected local:N with N >= 1 workers") from None
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        # dashboard on a free port (":0"): two runs at once must not fight over 8787
+        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             with Client(cluster) as client:
+                if client.dashboard_link:
+                    import sys
+
+                    print(f"note: dask dashboard at {client.dashboard_link}", file=sys.stderr, flush=True)
                 yield client
         return
     if spec.startswith("tcp://"):
