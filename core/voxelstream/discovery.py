@@ -17,10 +17,16 @@ __all__ = ["ReadOptions", "discover", "read"]
 
 @dataclass(frozen=True)
 class ReadOptions:
-    """Options every reader honours. ``keep_phi``: keep patient-identifying header fields
-    (under ``meta["phi"]``); off by default, and the store drops them unless told."""
+    """Options every reader honours.
+
+    ``keep_phi``: keep identifying header fields (under ``meta["phi"]``) and the source
+    path (``meta["source"]``); off by default, when the origin is a salted hash only.
+    ``allow_outside_data``: a header may point at data files outside its own folder
+    (MetaImage ``ElementDataFile``, NRRD ``data file``); off by default, so that a crafted
+    header cannot pull another file of the machine into a store."""
 
     keep_phi: bool = False
+    allow_outside_data: bool = False
 
 
 def _files_under(folder: Path) -> list[Path]:
@@ -31,19 +37,45 @@ def _files_under(folder: Path) -> list[Path]:
     return out
 
 
+def _claims(reader: ReaderSpec, f: Path) -> bool:
+    try:
+        return bool(reader.claims(f))
+    except Exception:  # a reader's cheap test failing on one odd file is "not mine", not a crash
+        return False
+
+
 def _claim(files: Sequence[Path], specs: Sequence[ReaderSpec]) -> tuple[dict[str, list[Path]], list[Path]]:
     claimed: dict[str, list[Path]] = {}
     unclaimed: list[Path] = []
     companions = tuple(s for r in specs for s in r.companions)
     for f in files:
         for r in specs:
-            if r.claims(f):
+            if _claims(r, f):
                 claimed.setdefault(r.name, []).append(f)
                 break
         else:
             if not f.name.lower().endswith(companions):
                 unclaimed.append(f)
     return claimed, unclaimed
+
+
+def _reader_items(reader: ReaderSpec, files: Sequence[Path], options: ReadOptions
+                  ) -> Iterator[Source | SourceError]:
+    """What ``reader`` finds among ``files``. Readers report bad files themselves (one
+    :class:`SourceError` each); a reader that raises all the same (a bug, or an input it
+    did not foresee) costs only what it had not reported yet: one error line for those
+    files, and discovery goes on with the other readers and inputs."""
+    try:
+        yield from reader.discover(files, options)
+    except Exception as exc:
+        where = str(files[0]) if len(files) == 1 else os.path.commonpath([str(f.parent) for f in files])
+        yield SourceError(where, _crash_reason(reader, exc))
+
+
+def _crash_reason(reader: ReaderSpec, exc: BaseException) -> str:
+    plugin = f" (plugin {reader.plugin})" if reader.plugin else ""
+    return (f"reader {reader.name}{plugin} failed on this file ({type(exc).__name__}: {exc}); "
+            "check the file, or report it with the file to the reader's authors")
 
 
 def discover(inputs: Iterable[str | os.PathLike[str]], options: ReadOptions | None = None) -> Iterator[Source | SourceError]:
@@ -67,7 +99,7 @@ def discover(inputs: Iterable[str | os.PathLike[str]], options: ReadOptions | No
             continue
         found = 0
         for r in specs:
-            for item in r.discover(claimed.get(r.name, []), options) if r.name in claimed else ():
+            for item in _reader_items(r, claimed[r.name], options) if r.name in claimed else ():
                 found += isinstance(item, Source)
                 yield item if not isinstance(item, Source) else _with_reader(item, r.name)
         if path.is_dir() and not claimed:
@@ -84,7 +116,8 @@ def _with_reader(src: Source, reader: str) -> Source:
     return replace(src, reader=reader)
 
 
-def read(path: str | os.PathLike[str], volume_id: str | None = None, *, keep_phi: bool = False) -> Volume:
+def read(path: str | os.PathLike[str], volume_id: str | None = None, *, keep_phi: bool = False,
+         allow_outside_data: bool = False) -> Volume:
     """Open the volume at ``path`` (a file, or a folder holding one DICOM series) lazily.
 
     A folder holding several volumes needs ``volume_id`` (e.g. the SeriesInstanceUID) to
@@ -92,7 +125,7 @@ def read(path: str | os.PathLike[str], volume_id: str | None = None, *, keep_phi
     """
     sources: list[Source] = []
     errors: list[SourceError] = []
-    for item in discover([path], ReadOptions(keep_phi=keep_phi)):
+    for item in discover([path], ReadOptions(keep_phi=keep_phi, allow_outside_data=allow_outside_data)):
         (sources if isinstance(item, Source) else errors).append(item)
     if volume_id is not None:
         sources = [s for s in sources if s.volume_id == volume_id]

@@ -80,19 +80,25 @@ def ingest(
     err: TextIO | None = None,
     force: bool = False,
     in_flight: int | None = None,
+    allow_outside_data: bool = False,
 ) -> BatchReport:
     """Stream every volume found under ``inputs`` into ``store`` as ``<id>/image``.
 
     Prints ``<id>\\t<shape>`` per stored volume on ``out``; failures go to ``err`` as
     ``error: INPUT: reason`` and the others go on. Volumes already stored completely from
     the same files (names, sizes, modification times) with the same parameters are skipped
-    (``force`` redoes them); a changed series is ingested again.
+    (``force`` redoes them); a changed series is ingested again. The manifest records the
+    inputs as salted hashes unless ``keep_phi`` (see :mod:`voxelstream.privacy`);
+    ``allow_outside_data`` lets headers point at data files outside their folder.
     """
-    options = ReadOptions(keep_phi=keep_phi)
+    from .privacy import salted_hash
+
+    options = ReadOptions(keep_phi=keep_phi, allow_outside_data=allow_outside_data)
+    inputs_record = [str(i) if keep_phi else salted_hash(os.path.abspath(i)) for i in inputs]
     params = {"chunks": chunks, "keep_phi": keep_phi}
     return run_per_volume(
         store, _jobs(inputs, options), output="image", command="ingest", params=params, chunks=chunks,
         force=force, keep_phi=keep_phi, provenance={"stage": "ingest"}, in_flight=in_flight,
-        record={"inputs": [str(i) for i in inputs], "chunks": chunks}, numbered=False,
+        record={"inputs": inputs_record, "chunks": chunks}, numbered=False,
         skipped_text="already stored", out=out, err=err,
     )

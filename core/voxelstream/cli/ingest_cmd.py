@@ -13,7 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="a file, or a folder searched recursively (may hold several series)")
     add_common_options(p, store_help="the Zarr store to write (created if missing)")
     p.add_argument("--chunks", type=int, default=DEFAULT_CHUNK, metavar="N", help=f"chunk edge in voxels (default {DEFAULT_CHUNK})")
-    p.add_argument("--keep-phi", action="store_true", help="also store patient-identifying header fields (off by default)")
+    p.add_argument("--keep-phi", action="store_true",
+                   help="also store patient-identifying header fields and source paths (off by default: the store "
+                   "and manifests record a salted hash of each path)")
+    p.add_argument("--allow-outside-data", action="store_true",
+                   help="let an image header (.mhd ElementDataFile, .nhdr data file) point at data outside its own "
+                   "folder (off by default: such a header is refused, so no other file of this machine is read)")
     p.add_argument("--force", action="store_true", help="re-ingest volumes that are already stored")
     p.description = f"{p.description}\n\ninstalled readers (highest priority first):\n{installed_readers()}"
 
@@ -49,7 +54,8 @@ def run(args: argparse.Namespace) -> int:
 
     store = open_store(args.store, create=True)
     with use_scheduler(args.scheduler):
-        report = ingest(args.inputs, store, chunks=args.chunks, keep_phi=args.keep_phi, force=args.force)
+        report = ingest(args.inputs, store, chunks=args.chunks, keep_phi=args.keep_phi, force=args.force,
+                        allow_outside_data=args.allow_outside_data)
     return report.exit_code
 
 
