@@ -267,3 +267,16 @@ def test_mix_command_applies_a_saved_model_chunk_by_chunk(tmp_path, ingested):
     x = np.moveaxis(rgb_tile(), -1, 0).astype(np.float32)
     ref = np.einsum("ck,cyx->kyx", saved["linear/kernel"], x) + saved["linear/bias"][:, None, None]
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-3)
+
+
+@pytest.mark.distributed
+def test_smooth_on_dask_distributed_workers_equals_threads(ingested):
+    # the workers import the plugin from its entry point themselves: nothing of it is pickled
+    # but the build function and its arguments
+    for name, scheduler in (("threads", "threads"), ("cluster", "local:2")):
+        out = run_cli("example", "smooth", "--store", str(ingested), "--sigma", "2", "1", "--name", name,
+                      "--scheduler", scheduler)
+        assert out.returncode == 0, out.stderr
+    store = vs.open_store(str(ingested))
+    for vid in ("tile", "plain"):
+        np.testing.assert_array_equal(store.open(vid, "cluster").data.compute(), store.open(vid, "threads").data.compute())
