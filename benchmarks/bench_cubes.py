@@ -7,7 +7,7 @@ cubes touch (``voxelstream_nodules.extract.read_cubes``) on dask's threaded sche
 Data: ``--scans`` CT phantoms (voxelstream_ct.phantom) of ``--shape`` voxels at 1 mm,
 windowed to [0, 1] float32 and stored with the store's default 64^3 chunks; per scan, 48^3
 cubes at its nodules plus ``--negatives`` random centres (the cubes of a typical
-``voxelstream cubes`` run). Both methods cut the same cubes (checked equal); each run is timed
+``voxelstream nodules cubes`` run). Both methods cut the same cubes (checked equal); each run is timed
 in-process, page cache warm, median of ``--runs``. Also times the whole ``build_cubes``.
 
     .venv/bin/python benchmarks/bench_cubes.py [--workdir /tmp/vs-bench-cubes] [--runs 3] [--append]

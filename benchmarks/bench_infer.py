@@ -1,4 +1,4 @@
-"""Dense sliding-window inference (``voxelstream infer``): speed and memory.
+"""Dense sliding-window inference (``voxelstream nodules infer``): speed and memory.
 
 Parts (``--parts``, default all):
 
@@ -291,7 +291,7 @@ def med(v: list[float]) -> float:
 
 
 def report(res: dict[str, Any], command: str) -> str:
-    lines = [f"\n## Dense inference: voxelstream infer ({dt.date.today().isoformat()})\n",
+    lines = [f"\n## Dense inference: voxelstream nodules infer ({dt.date.today().isoformat()})\n",
              f"Command: `{command}`  ", f"Machine: {machine()}  ",
              f"Load average at start: {res['load']}  ",
              "Network: the nodule VGG-like 3-D CNN, 48^3 receptive field, stride 4, channels 8-16, head 32 "

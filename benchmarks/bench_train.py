@@ -1,4 +1,4 @@
-"""Training throughput of ``voxelstream train`` on the CPU (cubes per second).
+"""Training throughput of ``voxelstream nodules train`` on the CPU (cubes per second).
 
 A synthetic cube set (positives: a bright ball at the centre; negatives: noise) of ``--cubes``
 cubes per size is written once; ``train`` runs ``--epochs`` epochs with validation split and

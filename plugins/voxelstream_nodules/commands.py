@@ -1,4 +1,4 @@
-"""The CLI commands of the nodule-detection task: ``cubes`` and ``train``."""
+"""The CLI commands ``voxelstream nodules cubes`` and ``voxelstream nodules train``."""
 
 from __future__ import annotations
 
