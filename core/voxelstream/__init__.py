@@ -46,6 +46,10 @@ _LAZY: dict[str, str] = {
     "load_model": ".models",
     "save_model": ".models",
     "lazy_callable": ".lazy",
+    "run_per_volume": ".runner",
+    "stored_jobs": ".runner",
+    "VolumeJob": ".runner",
+    "Accepts": ".runner",
     "add_store_option": ".cli.options",
     "add_scheduler_option": ".cli.options",
     "add_progress_option": ".cli.options",
@@ -62,6 +66,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same nam
     from .lazy import lazy_callable
     from .models import load_model, save_model
     from .plugins import get_stage, get_task, plugin_report
+    from .runner import Accepts, VolumeJob, run_per_volume, stored_jobs
     from .runner import Accepts, VolumeJob, run_per_volume, stored_jobs
     from .stages import blockwise_stage
     from .store import Store, open_store
@@ -107,6 +112,10 @@ __all__ = [
     "save_model",
     "plugin_report",
     "lazy_callable",
+    "run_per_volume",
+    "stored_jobs",
+    "VolumeJob",
+    "Accepts",
     "add_store_option",
     "add_scheduler_option",
     "add_progress_option",
