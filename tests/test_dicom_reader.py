@@ -16,6 +16,7 @@ from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 import voxelstream
 from voxelstream import ReadError, Source, SourceError
 from voxelstream.cli.main import main as cli_main
+from voxelstream.privacy import salted_hash
 from voxelstream_dicom import pixels
 
 # -- a small, deliberately flexible series writer (also for broken series) ---------------
@@ -200,10 +201,16 @@ def test_meta_describes_the_series_without_phi(tmp_path):
     meta = voxelstream.read(tmp_path / "s").meta
     assert meta["modality"] == "CT" and meta["units"] == "HU" and meta["reader"] == "dicom"
     assert meta["manufacturer"] == "TestVendor" and meta["slice_thickness"] == 2.0 and meta["n_slices"] == 3
-    assert Path(meta["source"]) == tmp_path / "s"
+    # the origin without the path (folders carry identifiers): a salted hash, file count and size
+    files = sorted((tmp_path / "s").iterdir())
+    assert "source" not in meta and str(tmp_path) not in repr(meta)
+    assert meta["origin"] == {"reader": "dicom", "source_hash": salted_hash(str(tmp_path / "s")),
+                              "files": 3, "bytes": sum(f.stat().st_size for f in files)}
     assert "phi" not in meta and not any(v in repr(meta) for v in PHI.values())
-    kept = voxelstream.read(tmp_path / "s", keep_phi=True).meta["phi"]
+    kept_meta = voxelstream.read(tmp_path / "s", keep_phi=True).meta
+    kept = kept_meta["phi"]
     assert kept["PatientName"] == PHI["PatientName"] and kept["PatientID"] == PHI["PatientID"]
+    assert Path(kept_meta["source"]) == tmp_path / "s" == Path(kept_meta["origin"]["source"])
 
 
 def test_single_slice_series_uses_slice_thickness(tmp_path):
@@ -230,9 +237,9 @@ def test_volume_is_lazy_and_streamed_in_slabs(tmp_path, monkeypatch):
     calls: list[str] = []
     real = pixels.read_slice
 
-    def counting(path, rows, cols, layout=None):
+    def counting(path, *args):
         calls.append(path)
-        return real(path, rows, cols, layout)
+        return real(path, *args)
 
     monkeypatch.setattr(pixels, "read_slice", counting)
     (src,) = [s for s in voxelstream.discover([tmp_path / "s"]) if isinstance(s, Source)]

@@ -1,9 +1,13 @@
 """Header-only scan of DICOM files: what each slice says about itself, no pixel data read.
 
-:func:`scan_file` parses plain little-endian files straight from their bytes
+:func:`scan_image` parses plain little-endian files straight from their bytes
 (:mod:`.rawheader`) and reads the others with pydicom (``stop_before_pixels=True``); either
-way it returns a plain :class:`SliceHeader` (or ``None`` for a DICOM object that is not an
-image, e.g. a DICOMDIR or a structured report). Problems a user can fix raise :class:`HeaderError` naming the file.
+way it returns plain :class:`SliceHeader` s: one for a single-frame image, one per frame for
+a multi-frame object (:mod:`.multiframe` places each frame), none for a DICOM object that
+is not an image (a DICOMDIR, a structured report). Colour images (RGB, YBR, palette) and
+images without patient geometry (secondary captures) are described too
+(``samples``/``photometric``, ``has_geometry``). Problems a user can fix raise
+:class:`HeaderError` naming the file; so does any other exception a damaged header causes.
 :func:`group_by_series` groups headers by SeriesInstanceUID.
 """
 
@@ -21,7 +25,8 @@ from .rawheader import EXPLICIT_LE, IMPLICIT_LE, PIXEL_DATA, read_plain
 if TYPE_CHECKING:  # pydicom is imported where it is used: plain series never need it (0.2 s)
     import pydicom
 
-__all__ = ["HeaderError", "PixelLayout", "SliceHeader", "claims", "scan_file", "group_by_series", "PHI_KEYWORDS"]
+__all__ = ["HeaderError", "PixelLayout", "SliceHeader", "claims", "scan_file", "scan_image", "group_by_series",
+           "PHI_KEYWORDS"]
 
 SUFFIXES = (".dcm", ".dicom", ".ima")
 
@@ -100,6 +105,27 @@ class SliceHeader:
     instance_number: int | None = None
     phi: dict[str, Any] = field(default_factory=dict)
     pixel_layout: PixelLayout | None = None  # None: decode with pydicom
+    sop_uid: str = ""
+    samples: int = 1  # SamplesPerPixel: 3 for RGB/YBR
+    photometric: str = "MONOCHROME2"
+    bits_allocated: int = 16
+    palette_bits: int = 0  # PALETTE COLOR: bits of one lookup-table entry (8 or 16)
+    has_geometry: bool = True  # False: no ImagePositionPatient/ImageOrientationPatient (a pixel image)
+    frame: int | None = None  # index of this frame in a multi-frame file; None: single-frame
+    frames_in_file: int = 1
+
+    @property
+    def channels(self) -> int:
+        """3 for colour images (RGB, YBR_*, PALETTE COLOR), else 1."""
+        return 3 if self.samples == 3 or self.photometric == "PALETTE COLOR" else 1
+
+    @property
+    def group(self) -> str:
+        """The volume this header belongs to: its series, or (a multi-frame object, an image
+        without geometry) its own SOP instance within the series."""
+        if self.frame is None and self.has_geometry:
+            return self.series_uid
+        return f"{self.series_uid}/{self.sop_uid or self.path}"
 
 
 def claims(path: Path) -> bool:
@@ -199,7 +225,7 @@ def _check_decoder(ds: pydicom.Dataset, path: Path, uid: str) -> str:
     return str(ts)
 
 
-def _check_complete(get: Getter, path: Path, offset: int, uid: str, ts: str) -> None:
+def _check_complete(get: Getter, path: Path, offset: int, uid: str, ts: str, frames: int = 1) -> None:
     """Raise if the file ends before its pixel data does (an interrupted copy)."""
     native = ts in (EXPLICIT_LE, IMPLICIT_LE)
     if not native:
@@ -213,7 +239,8 @@ def _check_complete(get: Getter, path: Path, offset: int, uid: str, ts: str) -> 
                           "copy it again or remove it", uid)
     if not native and UID(ts).is_compressed:
         return  # encapsulated data has no length to check cheaply; decoding will tell
-    expected = int(get("Rows")) * int(get("Columns")) * int(get("SamplesPerPixel", 1)) * int(get("BitsAllocated")) // 8
+    expected = int(get("Rows")) * int(get("Columns")) * int(get("SamplesPerPixel", 1)) * int(get("BitsAllocated")) * frames
+    expected = (expected + 7) // 8  # BitsAllocated 1 packs eight pixels per byte
     header = 12 if ts != IMPLICIT_LE else 8
     if size - offset < expected + header:
         raise HeaderError(path, f"pixel data is truncated ({size - offset - header} of {expected} bytes present); "
@@ -242,39 +269,73 @@ def _pixel_layout(get: Getter, ts: str, offset: int, head: bytes) -> PixelLayout
     return PixelLayout(offset, head, "<i2" if representation else "<u2", stored)
 
 
+def _geometry(get: Getter, path: Path) -> tuple[bool, tuple[float, ...], tuple[float, float, float]]:
+    """(has geometry, ImageOrientationPatient, ImagePositionPatient). Both absent: an image
+    without patient geometry (secondary capture, photograph); one malformed: an error."""
+    if get("ImagePositionPatient") in (None, "") and get("ImageOrientationPatient") in (None, ""):
+        return False, (1.0, 0.0, 0.0, 0.0, 1.0, 0.0), (0.0, 0.0, 0.0)
+    orientation = _floats(get, "ImageOrientationPatient", 6, path)
+    position = _floats(get, "ImagePositionPatient", 3, path)
+    return True, orientation, position  # type: ignore[return-value]
+
+
+def _palette_bits(get: Getter, photometric: str) -> int:
+    if photometric != "PALETTE COLOR":
+        return 0
+    desc = get("RedPaletteColorLookupTableDescriptor")
+    try:
+        return 16 if int(desc[2]) > 8 else 8  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return 16
+
+
 def _slice_header(
     get: Getter, path: Path, offset: int, head: bytes, transfer_syntax: Callable[[str], str], keep_phi: bool,
-    phi: Callable[[], dict[str, Any]],
+    phi: Callable[[], dict[str, Any]], frames_ok: bool = False,
 ) -> SliceHeader:
     """Check an image header's values (read by pydicom or by the fast path) and keep them.
 
     ``transfer_syntax(uid)`` returns the syntax after checking it can be decoded.
+    ``frames_ok``: the caller places the frames of a multi-frame object (:mod:`.multiframe`).
     """
     uid = str(get("SeriesInstanceUID", "")).strip()
     if not uid:
         raise HeaderError(path, "image has no SeriesInstanceUID, so it cannot be grouped into a series; "
                           "fix the header or remove the file")
-    frames = int(get("NumberOfFrames", 1) or 1)
-    if frames > 1:
-        raise HeaderError(path, f"multi-frame image ({frames} frames, e.g. Enhanced CT) is not supported yet; "
-                          "convert it to single-frame files (e.g. dcmtk's or highdicom's legacy converters)", uid)
-    if int(get("SamplesPerPixel", 1)) != 1:
-        raise HeaderError(path, "colour image (SamplesPerPixel > 1) is not a volume slice this reader supports", uid)
+    try:
+        frames = int(get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        raise HeaderError(path, f"NumberOfFrames {get('NumberOfFrames')!r} is not a number; fix the header or "
+                          "remove the file", uid) from None
+    if frames < 1:
+        raise HeaderError(path, f"NumberOfFrames is {frames}; fix the header or remove the file", uid)
+    if frames > 1 and not frames_ok:
+        raise _MultiFrame()
+    samples = int(get("SamplesPerPixel", 1))
+    photometric = str(get("PhotometricInterpretation", "") or "MONOCHROME2").strip().upper()
+    if samples not in (1, 3) or (samples == 3) != (photometric.startswith(("RGB", "YBR"))):
+        raise HeaderError(path, f"{samples} sample(s) per pixel with PhotometricInterpretation {photometric} is not "
+                          "an image type this reader supports (grey, RGB, YBR or palette colour)", uid)
     ts = transfer_syntax(uid)
-    _check_complete(get, path, offset, uid, ts)
-    spacing = _floats(get, "PixelSpacing", 2, path)
+    _check_complete(get, path, offset, uid, ts, frames)
+    has_geometry, orientation, position = _geometry(get, path)
+    if has_geometry or get("PixelSpacing") not in (None, ""):
+        spacing = _floats(get, "PixelSpacing", 2, path)
+    else:
+        spacing = (1.0, 1.0)
     instance = get("InstanceNumber")
+    bits_allocated = int(get("BitsAllocated", 16))
     return SliceHeader(
         path=str(path),
         series_uid=uid,
         rows=int(get("Rows")),
         cols=int(get("Columns")),
-        orientation=_floats(get, "ImageOrientationPatient", 6, path),
-        position=_floats(get, "ImagePositionPatient", 3, path),  # type: ignore[arg-type]
+        orientation=orientation,
+        position=position,
         pixel_spacing=(spacing[0], spacing[1]),
         slope=_optional_float(get, "RescaleSlope") or 1.0,
         intercept=_optional_float(get, "RescaleIntercept") or 0.0,
-        bits_stored=int(get("BitsStored", get("BitsAllocated", 16))),
+        bits_stored=int(get("BitsStored", bits_allocated)),
         pixel_representation=int(get("PixelRepresentation", 0)),
         transfer_syntax=ts,
         modality=str(get("Modality", "")),
@@ -283,8 +344,19 @@ def _slice_header(
         slice_thickness=_optional_float(get, "SliceThickness"),
         instance_number=int(instance) if instance not in (None, "") else None,
         phi=phi() if keep_phi else {},
-        pixel_layout=_pixel_layout(get, ts, offset, head),
+        pixel_layout=_pixel_layout(get, ts, offset, head) if samples == 1 and frames == 1 and has_geometry else None,
+        sop_uid=str(get("SOPInstanceUID", "")),
+        samples=samples,
+        photometric=photometric,
+        bits_allocated=bits_allocated,
+        palette_bits=_palette_bits(get, photometric),
+        has_geometry=has_geometry,
+        frames_in_file=frames,
     )
+
+
+class _MultiFrame(Exception):
+    """Raised by :func:`_slice_header` for a multi-frame object: the pydicom path places its frames."""
 
 
 def _scan_plain(path: Path) -> SliceHeader | None:
@@ -293,24 +365,33 @@ def _scan_plain(path: Path) -> SliceHeader | None:
     if plain is None or plain.values.get("Rows") is None:
         return None
     try:
-        return _slice_header(plain.values.get, path, plain.pixel_element_offset, plain.pixel_element_head,
-                             lambda uid: plain.transfer_syntax, False, dict)
+        h = _slice_header(plain.values.get, path, plain.pixel_element_offset, plain.pixel_element_head,
+                          lambda uid: plain.transfer_syntax, False, dict)
     except Exception:  # any problem: pydicom reads the file again and reports it exactly as before
         return None
+    return None if h.photometric == "PALETTE COLOR" else h  # the lookup tables: pydicom
 
 
-def scan_file(path: Path, keep_phi: bool = False) -> SliceHeader | None:
-    """Read one file's header; ``None`` for DICOM objects that are not images.
+def scan_image(path: Path, keep_phi: bool = False) -> list[SliceHeader]:
+    """The headers of one file's image frames: one for a single-frame image, one per frame
+    (placed in the world by :mod:`.multiframe`) for a multi-frame object, none for DICOM
+    objects that are not images. Raises :class:`HeaderError` for files that are not DICOM,
+    truncated, of an unsupported kind, compressed without a decoder, with malformed
+    geometry, or whose header fails in any other way (one line naming the file)."""
+    try:
+        return _scan_image(Path(path), keep_phi)
+    except HeaderError:
+        raise
+    except Exception as exc:  # a damaged value anywhere: this file fails, the batch goes on
+        raise HeaderError(path, f"unusable header ({type(exc).__name__}: {str(exc)[:200]}); "
+                          "re-export or remove the file") from None
 
-    Raises :class:`HeaderError` for files that are not DICOM, truncated, multi-frame,
-    not single-channel, compressed without a decoder, or lacking geometry. Plain
-    little-endian files are parsed directly (:mod:`.rawheader`), others by pydicom; PHI is
-    always read by pydicom (it needs the character sets).
-    """
+
+def _scan_image(path: Path, keep_phi: bool) -> list[SliceHeader]:
     if not keep_phi:
         fast = _scan_plain(path)
         if fast is not None:
-            return fast
+            return [fast]
     ds, offset, head = _read_header(path)
     if "Rows" not in ds:
         from pydicom.uid import UID
@@ -319,9 +400,27 @@ def scan_file(path: Path, keep_phi: bool = False) -> SliceHeader | None:
         if "Image Storage" in sop_class.name and offset >= os.path.getsize(path):
             raise HeaderError(path, f"{sop_class.name} file ends inside its header: truncated "
                               "(interrupted copy?); copy it again or remove it")
-        return None  # a DICOMDIR, report, presentation state...: not a slice
-    return _slice_header(ds.get, path, offset, head, lambda uid: _check_decoder(ds, path, uid), keep_phi,
-                         lambda: _phi(ds))
+        return []  # a DICOMDIR, report, presentation state...: not an image
+
+    def build(frames_ok: bool) -> SliceHeader:
+        return _slice_header(ds.get, path, offset, head, lambda uid: _check_decoder(ds, path, uid), keep_phi,
+                             lambda: _phi(ds), frames_ok)
+
+    try:
+        return [build(False)]
+    except _MultiFrame:
+        from .multiframe import frame_headers
+
+        return frame_headers(ds, build(True))
+
+
+def scan_file(path: Path, keep_phi: bool = False) -> SliceHeader | None:
+    """The header of a single-frame image file (``None`` for DICOM objects that are not
+    images); see :func:`scan_image`, which also takes multi-frame objects."""
+    found = scan_image(path, keep_phi)
+    if len(found) > 1:
+        raise HeaderError(path, f"multi-frame object ({len(found)} frames): read it with scan_image")
+    return found[0] if found else None
 
 
 def group_by_series(headers: Iterable[SliceHeader]) -> dict[str, list[SliceHeader]]:

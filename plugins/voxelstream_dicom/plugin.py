@@ -5,8 +5,15 @@ Discovery reads headers only (see :mod:`.headers`); each series becomes one
 picklable ``functools.partial`` of :func:`open_series` over plain data) builds a
 :class:`~voxelstream.Volume` whose pixels are read slab by slab when the graph runs.
 
-Limits (clear errors, one per file or series): multi-frame files, colour images,
-compressed transfer syntaxes without an installed decoder, gaps and duplicate positions,
+Reads every transfer syntax pydicom decodes with its installed handlers (native, deflated,
+big-endian, RLE, JPEG, JPEG-LS, JPEG 2000 through pylibjpeg), colour images (RGB, YBR,
+palette: 3 channels), multi-frame objects (Enhanced CT/MR functional groups, legacy
+multi-frame with GridFrameOffsetVector, multi-frame secondary captures; one volume each,
+id SeriesInstanceUID, or SOPInstanceUID when its series holds other objects too) and images
+without patient geometry (a 2-D image in pixel units).
+
+Limits (clear errors, one per file or series): compressed transfer syntaxes without an
+installed decoder, gaps and duplicate positions,
 mixed slice sizes, orientations or pixel spacings, sheared stacks (gantry tilt).
 A bad file fails its series, and so does an unreadable file of unknown series in the
 series' folder (it may be a missing slice). A single-slice series is read with
@@ -27,7 +34,7 @@ from voxelstream import ReaderSpec, Source, SourceError
 
 # headers parses DICOM with the standard library only: cheap enough for every CLI start;
 # series (numpy) and pixels (dask) are imported when a folder is actually read
-from .headers import HeaderError, SliceHeader, claims, group_by_series, scan_file
+from .headers import HeaderError, SliceHeader, claims, group_by_series, scan_image
 
 if TYPE_CHECKING:  # pragma: no cover
     from voxelstream import Volume
@@ -38,35 +45,50 @@ __all__ = ["open_series", "discover", "voxelstream_readers"]
 
 
 def open_series(plan: SeriesPlan) -> Volume:
-    """The lazy :class:`Volume` of a planned series (reads no pixel data)."""
+    """The lazy :class:`Volume` of a planned series (reads no pixel data): ``(1, z, y, x)``
+    for grey, ``(3, z, y, x)`` for colour, ``(C, y, x)`` in pixel units for a single image
+    without patient geometry."""
     from voxelstream import Volume
 
     from .pixels import lazy_stack
 
+    data = lazy_stack(plan)
+    if plan.ndim == 2:
+        image = data[0]  # (y, x) or (y, x, 3)
+        return Volume.from_array(image, channel_axis=-1 if plan.channels == 3 else None, units="pixel",
+                                 meta=plan.meta)
+    if plan.channels == 3:
+        import dask.array as da
+
+        data = da.moveaxis(data, -1, 0)
     return Volume.from_itk_geometry(
-        lazy_stack(plan),
+        data,
         spacing=plan.spacing,
         origin_xyz=plan.origin,
         direction=plan.direction,
         meta=plan.meta,
+        units=plan.units,
     )
 
 
 def _scan(files: Sequence[Path], keep_phi: bool) -> tuple[list[SliceHeader], list[HeaderError], int]:
-    """Headers of the image files, the files that failed, and how many were not images."""
+    """Headers of the image frames, the files that failed, and how many were not images.
+    Any exception while scanning a file fails that file only."""
     headers: list[SliceHeader] = []
     failed: list[HeaderError] = []
     n_skipped = 0
     for f in files:
         try:
-            h = scan_file(Path(f), keep_phi=keep_phi)
+            found = scan_image(Path(f), keep_phi=keep_phi)
         except HeaderError as err:
             failed.append(err)
             continue
-        if h is None:
+        except Exception as exc:  # scan_image converts what it knows; anything else fails this file alone
+            failed.append(HeaderError(f, f"unusable header ({type(exc).__name__}: {exc})"))
+            continue
+        if not found:
             n_skipped += 1
-        else:
-            headers.append(h)
+        headers.extend(found)
     return headers, failed, n_skipped
 
 
@@ -77,22 +99,44 @@ def _series_error(uid: str, paths: Sequence[str], errs: Sequence[HeaderError]) -
     return SourceError(common_folder(paths), f"series {uid}: {Path(errs[0].path).name}: {errs[0].reason}{more}")
 
 
+def _groups(headers: Sequence[SliceHeader]) -> dict[str, dict[str, list[SliceHeader]]]:
+    """series uid -> volume group (the series itself, or one multi-frame object or
+    geometry-less image in it) -> its headers, in first-seen order."""
+    out: dict[str, dict[str, list[SliceHeader]]] = {}
+    for uid, members in group_by_series(headers).items():
+        by_group: dict[str, list[SliceHeader]] = {}
+        for h in members:
+            by_group.setdefault(h.group, []).append(h)
+        out[uid] = by_group
+    return out
+
+
+def _volume_id(uid: str, group: str, n_groups: int, first: SliceHeader) -> str:
+    """SeriesInstanceUID; an object sharing its series with others: its SOPInstanceUID."""
+    if group == uid or n_groups == 1:
+        return uid
+    return first.sop_uid or group
+
+
 def discover(files: Sequence[Path], options: Any = None) -> Iterator[Source | SourceError]:
-    """One :class:`Source` per series among ``files`` (headers only), and one
-    :class:`SourceError` per unreadable file or series.
+    """One :class:`Source` per series (or per multi-frame object or geometry-less image)
+    among ``files`` (headers only), and one :class:`SourceError` per unreadable file or series.
 
     A series fails whole when one of its files, or an unreadable file of unknown series in
     its folder, is bad: reading the rest would hide a missing slice.
     """
-    from .series import SeriesError, common_folder, plan_series
+    from voxelstream.limits import check_output_size
+
+    from .series import common_folder, plan_series
 
     keep_phi = bool(getattr(options, "keep_phi", False))
     headers, failed, n_skipped = _scan(files, keep_phi)
-    groups = group_by_series(headers)
+    series = _groups(headers)
     orphans = [e for e in failed if not e.series_uid]  # could be a slice of any series beside it
     used: set[int] = set()
-    for uid in dict.fromkeys([*groups, *(e.series_uid for e in failed if e.series_uid)]):
-        members = groups.get(uid, [])
+    for uid in dict.fromkeys([*series, *(e.series_uid for e in failed if e.series_uid)]):
+        groups = series.get(uid, {})
+        members = [h for g in groups.values() for h in g]
         folders = {str(Path(h.path).parent) for h in members}
         near = [k for k, e in enumerate(orphans) if str(Path(e.path).parent) in folders]
         used.update(near)
@@ -100,18 +144,30 @@ def discover(files: Sequence[Path], options: Any = None) -> Iterator[Source | So
         if errs:
             yield _series_error(uid, [h.path for h in members] + [e.path for e in errs], errs)
             continue
-        try:
-            plan = plan_series(uid, members, keep_phi=keep_phi)
-        except SeriesError as err:
-            yield SourceError(common_folder([h.path for h in members]), f"series {uid}: {err}")
-            continue
-        yield Source(
-            volume_id=uid,
-            location=plan.meta["source"],
-            open=functools.partial(open_series, plan),
-            reader="dicom",
-            description=f"{members[0].modality or 'DICOM'} series, {len(plan.files)} slices of {plan.rows}x{plan.cols}",
-        )
+        for group, group_headers in groups.items():
+            vid = _volume_id(uid, group, len(groups), group_headers[0])
+            where = common_folder([h.path for h in group_headers]) if group == uid else group_headers[0].path
+            try:
+                plan = plan_series(vid, group_headers, keep_phi=keep_phi)
+                shape = (len(plan.files), plan.rows, plan.cols, plan.channels)
+                check_output_size(shape, plan.dtype, cause=f"{len(plan.files)} slices of {plan.rows}x{plan.cols}",
+                                  hint="the headers are damaged, or the series is larger than this machine is set up for")
+            except Exception as err:  # SeriesError, the size limit, or anything a damaged header causes
+                known = type(err).__name__ in ("SeriesError", "OutputTooLargeError")
+                reason = str(err) if known else f"cannot be planned ({type(err).__name__}: {err})"
+                yield SourceError(where, f"series {uid}: {reason}")
+                continue
+            kind = ("colour " if plan.channels == 3 else "") + (members[0].modality or "DICOM")
+            what = (f"image {plan.rows}x{plan.cols} (no patient geometry)" if plan.ndim == 2
+                    else f"{'frames' if group_headers[0].frame is not None else 'slices'}: {len(plan.files)} of "
+                    f"{plan.rows}x{plan.cols}")
+            yield Source(
+                volume_id=vid,
+                location=where,
+                open=functools.partial(open_series, plan),
+                reader="dicom",
+                description=f"{kind} {what}",
+            )
     for k, err in enumerate(orphans):
         if k not in used:
             yield SourceError(err.path, err.reason)

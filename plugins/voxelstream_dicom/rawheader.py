@@ -29,6 +29,7 @@ _FIRST_READ = 8192
 
 #: tag -> (keyword, VR): the values a slice header needs (see headers.scan_file).
 WANTED: dict[int, tuple[str, str]] = {
+    0x00080018: ("SOPInstanceUID", "UI"),
     0x00080060: ("Modality", "CS"),
     0x00080070: ("Manufacturer", "LO"),
     0x00180050: ("SliceThickness", "DS"),
@@ -37,6 +38,7 @@ WANTED: dict[int, tuple[str, str]] = {
     0x00200032: ("ImagePositionPatient", "DS"),
     0x00200037: ("ImageOrientationPatient", "DS"),
     0x00280002: ("SamplesPerPixel", "US"),
+    0x00280004: ("PhotometricInterpretation", "CS"),
     0x00280008: ("NumberOfFrames", "IS"),
     0x00280010: ("Rows", "US"),
     0x00280011: ("Columns", "US"),

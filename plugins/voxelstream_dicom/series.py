@@ -7,6 +7,9 @@ file name or InstanceNumber. A series that is not a regular stack raises
 :class:`SeriesError` with a one-line reason.
 
 Single-slice series are accepted: their z spacing is SliceThickness (a volume one voxel deep).
+The frames of a multi-frame object are planned the same way (one plan per object, each
+slice a ``(file, frame)``). An image without patient geometry (a secondary capture, a
+photograph) becomes a 2-D plan in pixel units; colour images plan three channels.
 """
 
 from __future__ import annotations
@@ -53,6 +56,10 @@ class SeriesPlan:
     direction: tuple[float, ...]
     meta: dict[str, Any]
     layouts: tuple[PixelLayout | None, ...] = ()
+    frames: tuple[int | None, ...] = ()  # frame index per slice (multi-frame objects), None: single-frame file
+    channels: int = 1  # 3: colour, read as (z, y, x, 3) and stored channel-first
+    units: str = "mm"  # "pixel": no patient geometry
+    ndim: int = 3  # 2: one image without geometry
 
 
 def _name(h: SliceHeader) -> str:
@@ -126,6 +133,11 @@ def _check_stacked(ordered: Sequence[SliceHeader], direction: np.ndarray, pixel:
         )
 
 
+def _colour_dtype(h: SliceHeader) -> str:
+    bits = h.palette_bits if h.photometric == "PALETTE COLOR" else h.bits_allocated
+    return "uint8" if bits <= 8 else "uint16"
+
+
 def output_dtype(headers: Sequence[SliceHeader]) -> str:
     """``int16`` when every slice's rescale is integral and either maps the stored range
     (BitsStored/PixelRepresentation) inside int16 or yields Hounsfield units; else ``float32``.
@@ -135,6 +147,8 @@ def output_dtype(headers: Sequence[SliceHeader]) -> str:
     +3071, metal near +30000, padding at -2000/-3024). Storing HU as int16 halves the store
     and the I/O; the rare value past int16 is clipped to its bound (:func:`pixels.read_slab`).
     """
+    if headers[0].channels == 3:
+        return _colour_dtype(headers[0])  # colour values are not rescaled
     for h in headers:
         if not (float(h.slope).is_integer() and float(h.intercept).is_integer()):
             return "float32"
@@ -160,17 +174,29 @@ def common_folder(paths: Sequence[str]) -> str:
 
 
 def _meta(uid: str, ordered: Sequence[SliceHeader], keep_phi: bool) -> dict[str, Any]:
+    from voxelstream.privacy import source_origin
+
     first = ordered[0]
+    folder = common_folder([h.path for h in ordered])
     meta: dict[str, Any] = {
         "modality": first.modality,
         "series_uid": uid,
-        "source": common_folder([h.path for h in ordered]),
         "reader": "dicom",
         "manufacturer": first.manufacturer,
         "slice_thickness": first.slice_thickness,
         "n_slices": len(ordered),
+        # no path by default: archive folders are named after patients (see voxelstream.privacy)
+        "origin": source_origin("dicom", folder, sorted({h.path for h in ordered}), keep_phi=keep_phi),
     }
-    if _is_hu(first):
+    if keep_phi:
+        meta["source"] = folder
+    if first.sop_uid and (first.frame is not None or not first.has_geometry):
+        meta["sop_instance_uid"] = first.sop_uid
+    if first.frame is not None:
+        meta["n_frames"] = first.frames_in_file
+    if first.channels == 3:
+        meta["photometric"] = first.photometric
+    if _is_hu(first) and first.channels == 1:
         meta["units"] = "HU"
     elif first.rescale_type:
         meta["units"] = first.rescale_type
@@ -180,11 +206,17 @@ def _meta(uid: str, ordered: Sequence[SliceHeader], keep_phi: bool) -> dict[str,
 
 
 def plan_series(uid: str, headers: Sequence[SliceHeader], *, keep_phi: bool = False) -> SeriesPlan:
-    """Validate one series and return its :class:`SeriesPlan`; raises :class:`SeriesError`."""
+    """Validate one series (or the frames of one multi-frame object) and return its
+    :class:`SeriesPlan`; raises :class:`SeriesError`."""
     fix = "a volume needs one slice size; split the series"
     rows = _single(headers, "rows", "slice sizes (Rows)", fix)
     cols = _single(headers, "cols", "slice sizes (Columns)", fix)
     _single(headers, "pixel_spacing", "PixelSpacing", "a volume needs one voxel size; split the series")
+    _single(headers, "channels", "grey and colour images", "a volume is grey or colour; split the series")
+    if headers[0].channels == 3:
+        _single(headers, "photometric", "colour models (PhotometricInterpretation)", "split the series")
+    if not headers[0].has_geometry and headers[0].frame is None:
+        return _plan_image(uid, headers, keep_phi)
     direction = _orientation(headers)
     along = np.asarray([np.asarray(h.position) @ direction[:, 2] for h in headers])
     order = np.argsort(along, kind="stable")
@@ -193,7 +225,8 @@ def plan_series(uid: str, headers: Sequence[SliceHeader], *, keep_phi: bool = Fa
     sy, sx = ordered[0].pixel_spacing
     if sy <= 0 or sx <= 0:
         raise SeriesError(f"PixelSpacing {list(ordered[0].pixel_spacing)} in {_name(ordered[0])} is not positive")
-    sz = _z_step(ordered, along, ordered[0].slice_thickness)
+    fallback = ordered[0].slice_thickness if ordered[0].has_geometry else 1.0
+    sz = _z_step(ordered, along, fallback)
     _check_stacked(ordered, direction, min(sy, sx))
     return SeriesPlan(
         series_uid=uid,
@@ -208,5 +241,22 @@ def plan_series(uid: str, headers: Sequence[SliceHeader], *, keep_phi: bool = Fa
         direction=tuple(float(v) for v in direction.ravel()),
         meta=_meta(uid, ordered, keep_phi),
         layouts=tuple(h.pixel_layout for h in ordered),
+        frames=tuple(h.frame for h in ordered),
+        channels=ordered[0].channels,
+        units="mm" if ordered[0].has_geometry else "pixel",
     )
 
+
+def _plan_image(uid: str, headers: Sequence[SliceHeader], keep_phi: bool) -> SeriesPlan:
+    """One image without patient geometry: a 2-D plan in pixel units."""
+    if len(headers) != 1:
+        raise SeriesError(f"{len(headers)} images without patient geometry share one volume ({_name(headers[0])}, "
+                          f"{_name(headers[1])}): they cannot be stacked; split them")
+    h = headers[0]
+    return SeriesPlan(
+        series_uid=uid, files=(h.path,), slopes=(float(h.slope),), intercepts=(float(h.intercept),),
+        rows=int(h.rows), cols=int(h.cols), dtype=output_dtype([h]), spacing=(1.0, 1.0, 1.0),
+        origin=(0.0, 0.0, 0.0), direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+        meta=_meta(uid, [h], keep_phi),
+        layouts=(h.pixel_layout,), frames=(None,), channels=h.channels, units="pixel", ndim=2,
+    )
