@@ -163,7 +163,11 @@ def build_cli(argv: Sequence[str] = ()) -> Cli:
         except PluginError as exc:
             cli.problems.append(f"{exc}; its commands are not available")
             continue
-        _add_task(cli, sub, task)
+        try:
+            _add_task(cli, sub, task)
+        except Exception as exc:  # a malformed TaskSpec (e.g. a command that is not a CommandSpec)
+            cli.problems.append(f"plugin {task.plugin!r}: task {name!r} cannot be listed: "
+                                f"{traceback.format_exception_only(type(exc), exc)[-1].strip()}")
     chosen = _selected(argv, cli)
     if chosen is not None:
         entry = cli.entries[chosen]
