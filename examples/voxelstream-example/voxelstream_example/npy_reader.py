@@ -17,6 +17,7 @@ header and the sidecar.
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -103,8 +104,11 @@ def open_volume(path: str) -> Any:
     spatial = [i for i in range(len(shape)) if channel_axis is None or i != channel_axis % max(len(shape), 1)]
     edge = _READ_CHUNK.get(len(spatial), 64)
     chunks = tuple(min(shape[i], edge) if i in spatial else shape[i] for i in range(len(shape)))
+    # the graph key names this file as it is now: two files never share one, a rewritten file gets a new one
+    st = p.stat()
+    key = hashlib.sha256(f"{p.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode()).hexdigest()[:20]
     data = da.from_array(NpyPixels(str(p), shape, dtype), chunks=chunks, meta=np.empty((0,) * len(shape), dtype),
-                         lock=False, fancy=False, name=f"npy-{p.name}-{p.stat().st_mtime_ns}")
+                         lock=False, fancy=False, name=f"npy-{key}")
     units = side.get("units", "mm" if "spacing" in side else "pixel")
     meta = {"id": volume_id_for(p), "reader": "npy", "format": "npy"}
     if side.get("modality"):
