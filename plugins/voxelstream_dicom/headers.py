@@ -241,6 +241,8 @@ def _check_complete(get: Getter, path: Path, offset: int, uid: str, ts: str, fra
         return  # encapsulated data has no length to check cheaply; decoding will tell
     expected = int(get("Rows")) * int(get("Columns")) * int(get("SamplesPerPixel", 1)) * int(get("BitsAllocated")) * frames
     expected = (expected + 7) // 8  # BitsAllocated 1 packs eight pixels per byte
+    if str(get("PhotometricInterpretation", "")).strip().upper() == "YBR_FULL_422":
+        expected = expected * 2 // 3  # native 4:2:2: two samples per pixel (Y, and Cb or Cr)
     header = 12 if ts != IMPLICIT_LE else 8
     if size - offset < expected + header:
         raise HeaderError(path, f"pixel data is truncated ({size - offset - header} of {expected} bytes present); "
