@@ -43,7 +43,10 @@ def apply_view(img: np.ndarray, view: View, fill: float = 128.0) -> np.ndarray:
         if view.mirror:
             rot = rot @ np.diag([1.0, -1.0])
         matrix = np.eye(3)
-        matrix[:2, :2] = rot  # output (y, x) -> input (y, x) about the centre; channels kept
+        # output (y, x) -> input (y, x) about the centre; channels kept. Rounded so that
+        # quarter turns land exactly on pixels (cos 90 deg is 6e-17, which would put the
+        # edge row a hair outside the image and fill it)
+        matrix[:2, :2] = np.round(rot, 12)
         centre = np.array([(s - 1) / 2, (s - 1) / 2, 0.0])
         offset = centre - matrix @ centre
         out = ndimage.affine_transform(out, matrix, offset=offset, order=1, mode="constant", cval=fill)

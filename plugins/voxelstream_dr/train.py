@@ -155,7 +155,7 @@ def train(photos: Photos, grades: Mapping[str, int], out: str | Path, opts: Trai
         raise TrainError(f"unknown target {opts.target!r}")
     labelled = {i: g for i, g in grades.items() if i in set(photos.ids)}
     train_ids, val_ids = split_by_patient(labelled, opts.val_fraction, opts.seed)
-    if len(train_ids) < opts.batch_size // 2 or not val_ids:
+    if len(train_ids) < 2 or not val_ids:
         raise TrainError(f"{len(train_ids)} photographs to train on and {len(val_ids)} to validate on: "
                          "too few; add graded photographs")
     out = Path(out)
