@@ -21,6 +21,7 @@ install: $(STAMP)
 # The dr task's line goes below the nodules one: voxelstream dr demo --out $(DEMO)/dr
 demo: $(STAMP)
 	$(VENV)/bin/voxelstream nodules demo --out $(DEMO)/nodules
+	$(VENV)/bin/voxelstream dr demo --out $(DEMO)/dr
 
 test: $(STAMP)
 	$(PY) -m pytest -q
