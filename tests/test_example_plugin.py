@@ -150,6 +150,17 @@ def test_the_reader_is_lazy_and_reads_one_chunk_at_a_time(tmp_path):
     np.testing.assert_array_equal(vol.data[0, 600:610, 500:505].compute(), big[600:610, 500:505])
 
 
+def test_two_files_of_one_name_stay_two_images_in_one_graph(tmp_path):
+    import dask
+
+    for folder, value in (("a", 1), ("b", 2)):
+        (tmp_path / folder).mkdir()
+        write_image(tmp_path / folder / "tile.npy", np.full((8, 9), value, dtype=np.int16))
+    a, b = vs.read(tmp_path / "a" / "tile.npy"), vs.read(tmp_path / "b" / "tile.npy")
+    got_a, got_b = dask.compute(a.data, b.data)  # one graph: shared keys would merge them
+    assert got_a.max() == 1 and got_b.max() == 2
+
+
 # -- stage ---------------------------------------------------------------------------------
 
 
