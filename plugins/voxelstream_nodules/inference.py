@@ -25,7 +25,6 @@ import functools
 import hashlib
 import math
 import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -37,10 +36,9 @@ import dask.array as da
 import numpy as np
 import zarr
 
-from voxelstream.batch import BatchReport, Outcome, run_batch
+from voxelstream.batch import BatchReport
 from voxelstream.errors import VoxelstreamError
 from voxelstream.models import WEIGHTS, load_model, read_model_json
-from voxelstream.progress import task_progress
 from voxelstream.store import Store
 from voxelstream.volume import Volume
 
@@ -237,32 +235,32 @@ def infer_params(model_dir: str | Path, *, name: str, tile: int) -> dict[str, An
             "input": name, "tile": int(tile)}
 
 
+def _prob_volume(store: Store, model_dir: str, name: str, tile: int, gpu_resource: bool, volume_id: str) -> Volume:
+    # module level: the runner may send it to a dask.distributed worker
+    return dense_probabilities(store, volume_id, model_dir, name=name, tile=tile, gpu_resource=gpu_resource)
+
+
+def _describe(prob: Volume) -> str:
+    return f"at {prob.spacing[0]:g} mm"
+
+
 def infer_store(store: Store, model_dir: str | Path, *, name: str = "iso", out_name: str = "prob",
                 tile: int = DEFAULT_TILE, force: bool = False, gpu_resource: bool = False,
                 out: TextIO | None = None, err: TextIO | None = None) -> BatchReport:
-    """Write the probability map of every volume with a complete ``name`` output to
-    ``out_name``, one Zarr chunk per tile, on the current dask scheduler. Volumes whose
-    ``out_name`` is complete with the same :func:`infer_params` are skipped (``force`` redoes
-    them); a failing volume is reported on ``err`` and the others go on."""
-    out = out or sys.stdout
+    """Write the probability map of every CT volume with a complete ``name`` output to
+    ``out_name``, one Zarr chunk per tile, through the engine's per-volume runner. Maps
+    complete with the same :func:`infer_params`, made from the same input (its completion
+    token), are skipped (``force`` redoes them); a failing volume, or one whose ``name`` output
+    is missing or incomplete, is reported on ``err`` and the others go on. With
+    ``gpu_resource`` each volume's task asks dask.distributed for ``{"GPU": 1}``."""
+    from voxelstream.runner import run_per_volume, stored_jobs
+
     params = infer_params(model_dir, name=name, tile=tile)
-    ids = store.volume_ids(name=name)
-    if not ids:
-        raise VoxelstreamError(f"{store.path}: no volume has a complete {name!r} output; run 'voxelstream ct preprocess' first")
-
-    def job(n: int, vid: str) -> Outcome:
-        if not force and store.is_complete(vid, out_name, params):
-            print(f"[{n}/{len(ids)}] {vid}\t(already done)", file=out, flush=True)
-            return Outcome(vid, "skipped")
-        prob = dense_probabilities(store, vid, model_dir, name=name, tile=tile, gpu_resource=gpu_resource)
-        # the dask chunks already are the Zarr chunks: one task reads, infers and writes a tile
-        with task_progress(f"infer {vid[-24:]}"):
-            store.write(prob, vid, out_name, chunks=tile, params=params,
-                        provenance={"stage": "infer", "input": name, "plugin": "voxelstream_nodules"})
-        shape = "x".join(map(str, prob.shape))
-        print(f"[{n}/{len(ids)}] {vid}\t{shape} at {prob.spacing[0]:g} mm", file=out, flush=True)
-        return Outcome(vid, "done", info={"shape": list(prob.shape)})
-
-    report = run_batch(((vid, functools.partial(job, n, vid)) for n, vid in enumerate(ids, 1)), err=err)
-    store.write_manifest("infer", {**params, "output": out_name, **report.as_record()})
-    return report
+    build = functools.partial(_prob_volume, store, str(Path(model_dir).resolve()), name, int(tile), gpu_resource)
+    jobs = stored_jobs(store, name, build, accepts={"modality": "CT", "spatial_ndim": 3, "units": "mm"})
+    if not jobs:
+        raise VoxelstreamError(f"{store.path}: the store holds no volume; run 'voxelstream ct preprocess' first")
+    return run_per_volume(store, jobs, output=out_name, command="infer", params=params, chunks=tile, force=force,
+                          provenance={"stage": "infer", "input": name, "plugin": "voxelstream_nodules"},
+                          resources={"GPU": 1} if gpu_resource else None, describe=_describe,
+                          record=params, out=out, err=err)
