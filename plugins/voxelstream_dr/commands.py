@@ -8,19 +8,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from voxelstream.errors import VoxelstreamError
-from voxelstream.specs import CommandSpec
+from voxelstream import CommandSpec, VoxelstreamError, add_common_options
 
 from .options import BALANCES, DEFAULT_NAME, DEFAULT_RADIUS, TARGETS, TrainOptions
 
 __all__ = ["PREPROCESS", "TRAIN", "PREDICT", "EVALUATE", "PHANTOMS", "COMMANDS"]
-
-
-def _store_options(p: argparse.ArgumentParser, what: str) -> None:
-    from voxelstream.scheduler import SCHEDULER_HELP
-
-    p.add_argument("--store", required=True, metavar="PATH", help=what)
-    p.add_argument("--scheduler", default=None, metavar="SPEC", help=SCHEDULER_HELP + " (default: threads)")
 
 
 def _preprocess_options(p: argparse.ArgumentParser, radius_help: str) -> None:
@@ -36,7 +28,7 @@ def _note(lines: list[str]) -> None:
 
 # -- preprocess ----------------------------------------------------------------------------
 def _preprocess_arguments(p: argparse.ArgumentParser) -> None:
-    _store_options(p, "the store 'voxelstream ingest' wrote the photographs into")
+    add_common_options(p, store_help="the store 'voxelstream ingest' wrote the photographs into")
     _preprocess_options(p, f"fundus radius of the output in pixels: (3, 2R, 2R) (default {DEFAULT_RADIUS})")
     p.add_argument("--force", action="store_true", help="redo photographs already done with the same parameters")
 
@@ -74,7 +66,7 @@ PREPROCESS = CommandSpec(
 # -- train ---------------------------------------------------------------------------------
 def _train_arguments(p: argparse.ArgumentParser) -> None:
     d = TrainOptions()
-    _store_options(p, "the store holding the photographs (preprocessed here where missing)")
+    add_common_options(p, store_help="the store holding the photographs (preprocessed here where missing)")
     p.add_argument("--labels", required=True, metavar="CSV", help="Kaggle trainLabels.csv (image,level) or APTOS train.csv (id_code,diagnosis)")
     p.add_argument("--out", required=True, metavar="MODEL", help="model directory to write (model.json, weights.npz, "
                    "split.json, metrics.json, training_curve.png)")
@@ -161,7 +153,7 @@ TRAIN = CommandSpec(
 
 # -- predict -------------------------------------------------------------------------------
 def _predict_arguments(p: argparse.ArgumentParser) -> None:
-    _store_options(p, "the store holding the photographs to grade (preprocessed here where missing)")
+    add_common_options(p, store_help="the store holding the photographs to grade (preprocessed here where missing)")
     p.add_argument("--model", required=True, action="append", metavar="MODEL",
                    help="a model directory from 'dr train'; repeat to average several models")
     p.add_argument("--out", required=True, metavar="CSV", help="predictions: image,level,value,score_0..score_4")
