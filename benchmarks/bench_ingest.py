@@ -6,8 +6,10 @@ series (512 x 512, written slice by slice with SimpleITK). Each run is a fresh s
 measured like ``/usr/bin/time -v`` does (``os.wait4``: peak RSS, wall time, CPU time = user + system); the two methods
 alternate, and the table gives the median of ``--runs`` runs and the wall-time ratio
 (SimpleITK / voxelstream: above 1 means voxelstream is faster). On a shared machine the CPU
-time is the steadier number: wall time grows with other people's load. Both write the same array: 64^3 chunks, the store's
-default Blosc LZ4 + shuffle codec.
+time is the steadier number: wall time grows with other people's load. Both write the same array: (1, Z, Y, X),
+64^3 chunks, the store's codecs (asked of ``voxelstream.store``). voxelstream runs as the ``voxelstream
+ingest`` console script; the SimpleITK child imports SimpleITK, numpy and zarr only. The single-scan
+and 1.2 GB end-to-end comparison for issue 13 is ``bench_e2e.py``.
 
     .venv/bin/python benchmarks/bench_ingest.py [--workdir /tmp/vs-bench] [--runs 3] [--append]
 
@@ -22,6 +24,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
@@ -109,19 +112,13 @@ def make_dicom(folder: Path) -> Path:
 # -- one run (in its own process) ----------------------------------------------------------------
 
 
-def run_voxelstream(src: str, store: str) -> None:
-    from voxelstream.cli.main import main
+def run_simpleitk(src: str, store: str, codecs_json: str) -> None:
+    """ReadImage (or the series reader) -> zarr-python write with the store's chunks and codecs.
 
-    code = main(["ingest", src, "--store", store])
-    if code:
-        raise SystemExit(f"voxelstream ingest failed with status {code}")
-
-
-def run_simpleitk(src: str, store: str) -> None:
+    Imports SimpleITK, numpy and zarr only: importing voxelstream here would charge this
+    method dask's import time too."""
     import SimpleITK as sitk
     import zarr
-
-    from voxelstream.store import DEFAULT_CHUNK, default_compressor
 
     if os.path.isdir(src):
         reader = sitk.ImageSeriesReader()
@@ -129,22 +126,38 @@ def run_simpleitk(src: str, store: str) -> None:
         image = reader.Execute()
     else:
         image = sitk.ReadImage(src)
-    arr = sitk.GetArrayViewFromImage(image)
+    arr = sitk.GetArrayViewFromImage(image)[None]  # (1, Z, Y, X) like the store's arrays
+    codecs = json.loads(codecs_json)
+    for c in codecs:  # typesize follows the dtype written
+        c.get("configuration", {}).pop("typesize", None)
     out = zarr.create_array(
-        store=store, shape=arr.shape, chunks=(DEFAULT_CHUNK,) * 3, dtype=arr.dtype,
-        compressors=default_compressor(), fill_value=0, overwrite=True,
+        store=store, shape=arr.shape, chunks=(1,) + (CHUNK,) * 3, dtype=arr.dtype,
+        compressors=codecs, fill_value=0, overwrite=True,
     )
     out[...] = arr
     out.attrs["spacing"] = list(image.GetSpacing())[::-1]
 
 
-METHODS = {"voxelstream": run_voxelstream, "simpleitk+zarr": run_simpleitk}
+def store_codecs() -> str:
+    """The store's bytes-to-bytes codecs as JSON (asked of voxelstream in a throwaway child)."""
+    code = ("import json; from voxelstream.store.planning import default_codecs; "
+            "print(json.dumps([c.to_dict() for c in default_codecs()]))")
+    return subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.strip()
 
 
-def measure(method: str, src: Path, store: Path) -> dict[str, float]:
-    """Run one method in a fresh process under /usr/bin/time -v."""
+METHODS = ("voxelstream", "simpleitk+zarr")
+VOXELSTREAM = str(Path(sys.executable).with_name("voxelstream"))  # the console script users run
+CHUNK = 64  # the store's default chunk edge
+
+
+def measure(method: str, src: Path, store: Path, codecs: str) -> dict[str, float]:
+    """Run one method in a fresh process (the voxelstream command as a user types it)."""
     shutil.rmtree(store, ignore_errors=True)
-    run = run_child([__file__, "--one", method, str(src), str(store)], check=False)
+    if method == "voxelstream":
+        argv = [VOXELSTREAM, "ingest", str(src), "--store", str(store), "--no-progress"]
+    else:
+        argv = [__file__, "--one", str(src), str(store), codecs]
+    run = run_child(argv, check=False)
     if run.returncode:
         raise SystemExit(f"{method} on {src} failed:\n{run.stderr[-2000:]}")
     shutil.rmtree(store, ignore_errors=True)
@@ -157,10 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--append", action="store_true", help="append the results to benchmarks/RESULTS.md")
     p.add_argument("--only", choices=("mhd", "dicom"), help="benchmark one input only")
-    p.add_argument("--one", nargs=3, metavar=("METHOD", "SRC", "STORE"), help=argparse.SUPPRESS)
+    p.add_argument("--one", nargs=3, metavar=("SRC", "STORE", "CODECS"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.one:
-        METHODS[args.one[0]](args.one[1], args.one[2])
+        run_simpleitk(*args.one)
         return 0
 
     args.workdir.mkdir(parents=True, exist_ok=True)
@@ -180,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             make_dicom(dcm)
         inputs[f"DICOM series, {DICOM_SHAPE[0]} slices of 512x512"] = dcm
 
+    codecs = store_codecs()
     load_before = " ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = []
     for label, src in inputs.items():
@@ -187,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.runs):
             order = list(METHODS) if i % 2 == 0 else list(reversed(METHODS))
             for m in order:
-                r = measure(m, src, args.workdir / "out.zarr")
+                r = measure(m, src, args.workdir / "out.zarr", codecs)
                 results[m].append(r)
                 print(f"{label} | {m} | run {i + 1}: {r['seconds']:.1f} s, CPU {r['cpu_seconds']:.1f} s, "
                       f"{r['peak_rss_gib']:.2f} GiB", flush=True)
@@ -211,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"\n## Ingest: voxelstream vs SimpleITK ReadImage + Zarr write ({dt.date.today().isoformat()})\n\n"
                 f"Command: `{cmd}`  \nMachine: {machine()}  \n"
                 f"Median of {args.runs} runs, each a fresh process under `/usr/bin/time -v` (wall time includes "
-                "interpreter start and imports; CPU = user + system); both write 64^3 chunks with Blosc LZ4 + shuffle; "
+                "interpreter start and imports; CPU = user + system); both write 64^3 chunks with the store's codecs; "
                 f"load average before the runs: {load_before}.\n\n"
                 f"{text}\n"
             )

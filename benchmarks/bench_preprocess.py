@@ -5,7 +5,7 @@ Methods (each run in its own subprocess; time = the work after imports, peak RSS
 child's ``ru_maxrss`` from ``os.wait4``):
 
 * ``voxelstream``: store to store, ``resample`` + ``hu_window`` streamed chunk by chunk
-  (threaded scheduler, 64^3 chunks), exactly what ``voxelstream preprocess`` runs.
+  (threaded scheduler, 64^3 chunks), exactly what ``voxelstream ct preprocess`` runs.
 * ``simpleitk``: ``ReadImage`` (.mhd) -> ``Resample`` (sitkLinear, float32) ->
   ``IntensityWindowing`` -> ``WriteImage`` (.mhd), all in RAM.
 * ``scipy``: the seeds' way: read the .mhd with SimpleITK, ``scipy.ndimage.zoom(order=1)``,
@@ -183,17 +183,28 @@ def measure(method: str, inputs: dict[str, str], out: Path) -> dict:
     return result
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_size_arguments(ap: argparse.ArgumentParser, repeats: int, large_repeats: int) -> None:
+    """The options every benchmark on these phantoms shares: scratch folder, repeats, sizes, no-write."""
     ap.add_argument("--work", default="/tmp/voxelstream-bench", help="scratch folder (inputs are cached there)")
-    ap.add_argument("--repeats", type=int, default=3, help="runs per method on the 0.16 GB input (median)")
-    ap.add_argument("--large-repeats", type=int, default=1, help="runs per method on the 1.2 GB input")
-    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    ap.add_argument("--repeats", type=int, default=repeats, help="runs per method on the 0.16 GB input (median)")
+    ap.add_argument("--large-repeats", type=int, default=large_repeats, help="runs per method on the 1.2 GB input")
     ap.add_argument("--sizes", default=",".join(SIZES), help="comma-separated subset of " + ", ".join(SIZES))
     ap.add_argument("--no-write", action="store_true", help="print only; do not append to RESULTS.md")
+
+
+def parse_with_work(ap: argparse.ArgumentParser) -> tuple[argparse.Namespace, Path]:
+    """The parsed arguments and the scratch folder (created)."""
     args = ap.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    return args, work
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_size_arguments(ap, repeats=3, large_repeats=1)
+    ap.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset of " + ", ".join(METHODS))
+    args, work = parse_with_work(ap)
     methods = [m for m in args.methods.split(",") if m]
     rows = []
     for label in [s for s in args.sizes.split(",") if s]:
@@ -214,7 +225,7 @@ def main() -> int:
             rss = max(r["peak_rss_gib"] for r in runs[method])
             cpu = statistics.median(r["cpu_s"] for r in runs[method])
             shape = runs[method][0]["shape"]
-            mvox = (shape[0] * shape[1] * shape[2]) / secs / 1e6
+            mvox = (shape[-3] * shape[-2] * shape[-1]) / secs / 1e6  # output voxels (channel axis first since the image contract)
             rows.append({"size": label, "method": method, "seconds": secs, "mvox_s": mvox, "rss": rss, "cpu": cpu,
                          "runs": [round(r["seconds"], 2) for r in runs[method]], "shape": shape})
             print(f"{label:8} {method:12} {secs:7.2f} s  {mvox:6.1f} Mvox/s  CPU {cpu:6.1f} s  peak RSS {rss:5.2f} GiB  "
