@@ -35,7 +35,7 @@ def store(tmp_path) -> vs.Store:
 
 def _sitk_then_window(vol: vs.Volume, out: vs.Volume, lo: float, hi: float) -> np.ndarray:
     """The independent reference: SimpleITK linear resampling, then the window formula."""
-    img = sitk.GetImageFromArray(np.asarray(vol.data))
+    img = sitk.GetImageFromArray(np.asarray(vol.data[0]))
     o, s, d = geometry.affine_to_itk(vol.affine)
     img.SetOrigin(o), img.SetSpacing(s), img.SetDirection(d)
     o, s, d = geometry.affine_to_itk(out.affine)
@@ -50,10 +50,10 @@ def test_preprocess_writes_iso_equal_to_simpleitk_and_windowed(store, capsys):
         src, iso = store.open(vid, "image"), store.open(vid, "iso")
         assert iso.spacing == pytest.approx((1.0, 1.0, 1.0))
         np.testing.assert_allclose(iso.affine[:3, 3], src.affine[:3, 3])
-        expected_shape = tuple(int(np.floor(n * s + 0.5)) for n, s in zip(src.shape, src.spacing))
-        assert iso.shape == expected_shape
+        expected_shape = tuple(int(np.floor(n * s + 0.5)) for n, s in zip(src.spatial_shape, src.spacing))
+        assert iso.spatial_shape == expected_shape and iso.channels == 1
         ref = _sitk_then_window(src, iso, -1000, 400)
-        got = iso.data.compute()
+        got = iso.data.compute()[0]
         inside = ~np.isnan(ref)
         assert inside.mean() > 0.9
         np.testing.assert_allclose(got[inside], ref[inside], atol=1e-3 / 1400 + 1e-6)
@@ -70,15 +70,15 @@ def test_output_is_ome_zarr_with_scale_translation_provenance_and_aligned_chunks
     node = next(iter(Reader(parse_url(str(store.path / store.image_path("scan-a", "iso"))))()))
     (scale, trans), = node.metadata["coordinateTransformations"]
     src = store.open("scan-a")
-    assert scale["scale"] == pytest.approx([2.0, 1.5, 1.5])
-    assert trans["translation"] == pytest.approx(list(src.origin[::-1]))
+    assert scale["scale"] == pytest.approx([1.0, 2.0, 1.5, 1.5])  # c, z, y, x
+    assert trans["translation"] == pytest.approx([0.0, *src.origin])  # the origin in array order
     attrs = store.attrs("scan-a", "iso")
     stages = [h["stage"] for h in attrs["provenance"]["history"]]
     assert stages[-2:] == ["resample", "hu_window"]
     assert attrs["provenance"]["history"][-1]["params"]["preset"] == "bone"
     assert {h["plugin"] for h in attrs["provenance"]["history"][-2:]} == {"resample", "ct"}
     arr = zarr.open_array(store=str(store.path), path=store.image_path("scan-a", "iso") + "/0", mode="r")
-    assert arr.chunks == (16, 16, 16)
+    assert arr.chunks == (1, 16, 16, 16)
 
 
 def test_rerun_skips_done_volumes_and_new_parameters_recompute(store, capsys):
