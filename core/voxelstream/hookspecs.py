@@ -2,8 +2,14 @@
 
 A plugin is any module registered under the ``voxelstream`` entry-point group that
 implements some of these functions, each decorated with ``@voxelstream.hookimpl``. Every
-hook returns a list of specs (see :mod:`voxelstream.specs`); the engine collects them from
-all plugins, and two plugins naming the same thing is an error that names both.
+hook returns a list of specs (see :mod:`voxelstream.specs`), or of
+:class:`~voxelstream.specs.LazySpec` s that name a spec imported on first use; the engine
+collects them from all plugins.
+
+Every ``voxelstream`` start imports every registration module and ``voxelstream plugins``
+calls every hook: keep both cheap (no dask, zarr, JAX at import time). A hook that raises
+disables only its plugin, which ``voxelstream plugins`` reports; two plugins naming the same
+thing is an error naming both, raised where that name is used.
 """
 
 from __future__ import annotations
