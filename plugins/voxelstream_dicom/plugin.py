@@ -71,20 +71,28 @@ def open_series(plan: SeriesPlan) -> Volume:
     )
 
 
+def _scan_one(f: Path | str, keep_phi: bool) -> tuple[list[SliceHeader], tuple[str, str, str | None] | None]:
+    """One file's headers, or why it failed (as plain data: this runs in worker processes)."""
+    try:
+        return scan_image(Path(f), keep_phi=keep_phi), None
+    except HeaderError as err:
+        return [], (err.path, err.reason, err.series_uid)
+    except Exception as exc:  # scan_image converts what it knows; anything else fails this file alone
+        return [], (str(f), f"unusable header ({type(exc).__name__}: {exc})", None)
+
+
 def _scan(files: Sequence[Path], keep_phi: bool) -> tuple[list[SliceHeader], list[HeaderError], int]:
     """Headers of the image frames, the files that failed, and how many were not images.
-    Any exception while scanning a file fails that file only."""
+    Any exception while scanning a file fails that file only. Thousands of files are
+    scanned on several processes (``voxelstream.parallel``)."""
+    from voxelstream.parallel import map_in_processes
+
     headers: list[SliceHeader] = []
     failed: list[HeaderError] = []
     n_skipped = 0
-    for f in files:
-        try:
-            found = scan_image(Path(f), keep_phi=keep_phi)
-        except HeaderError as err:
-            failed.append(err)
-            continue
-        except Exception as exc:  # scan_image converts what it knows; anything else fails this file alone
-            failed.append(HeaderError(f, f"unusable header ({type(exc).__name__}: {exc})"))
+    for found, err in map_in_processes(functools.partial(_scan_one, keep_phi=keep_phi), list(files)):
+        if err is not None:
+            failed.append(HeaderError(*err))
             continue
         if not found:
             n_skipped += 1

@@ -1,0 +1,340 @@
+"""Store and runner benchmark (issue 9, item 8), each comparison side by side in one run:
+
+* **in flight**: 150 small CT volumes (40 x 48 x 48 int16) preprocessed (resample to 1 mm +
+  lung window, the ``ct preprocess`` stages) on ``local:2`` vs ``local:1``. Timed inside the
+  cluster, after one warm-up volume that makes every worker import the plugins (the cluster
+  start and imports are reported separately: a user pays them once per run).
+* **per-volume overhead on threads**: 150 tiny volumes (16^3) through the runner
+  (``run_pipeline``: skip check, lock, staging, metadata, rename, line, manifest) with one
+  volume in flight, against computing the same stage graphs from the same store into memory
+  in a plain loop (the compute alone).
+* **checksum cost**: ``ingest`` of a CT-like 400 x 512 x 512 int16 ``.mhd`` (210 MB) and the
+  ``ct preprocess`` of it, with the store's crc32c codec and without it (the same code with
+  the checksum codec removed), alternating.
+* **discovery**: 5,000 DICOM files (10 series x 500 slices of 16 x 16) through
+  ``voxelstream.discover`` against a plain ``pydicom.dcmread(stop_before_pixels=True)`` loop.
+
+Every measured run is a fresh child process (``benchlib.run_child``: wall, CPU, peak RSS);
+tables give medians of ``--runs``.
+
+    .venv/bin/python benchmarks/bench_store.py [--workdir /tmp/vs-bench-store] [--runs 3] [--append]
+        [--only inflight,overhead,checksum,discovery]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from benchlib import append_results, machine, run_child
+
+HERE = Path(__file__).resolve()
+N_SMALL = 150
+SMALL_SHAPE = (40, 48, 48)
+TINY_SHAPE = (16, 16, 16)
+BIG_SHAPE = (400, 512, 512)
+N_SERIES, N_SLICES = 10, 500
+
+
+# -- inputs ---------------------------------------------------------------------------------------
+
+
+def _ct_like(shape, seed=0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    nz, ny, nx = shape
+    y, x = np.ogrid[-1:1:ny * 1j, -1:1:nx * 1j]
+    body = (x / 0.85) ** 2 + (y / 0.65) ** 2 < 1
+    lungs = (((np.abs(x) - 0.4) / 0.3) ** 2 + (y / 0.45) ** 2) < 1
+    sl = np.where(body, 40, -1000).astype(np.int16)
+    sl[lungs & body] = -850
+    out = np.broadcast_to(sl, shape).copy()
+    out += np.where(out > -1000, rng.normal(0, 20, shape), 0).astype(np.int16)
+    return out
+
+
+def make_small_store(path: Path, n: int, shape, modality: str = "CT") -> None:
+    import voxelstream as vs
+
+    if path.exists():
+        return
+    store = vs.open_store(path, create=True)
+    for i in range(n):
+        arr = _ct_like(shape, seed=i)
+        store.write(vs.Volume.from_array(arr, spacing=(2.0, 1.0, 1.0), meta={"modality": modality}), f"v{i:04d}",
+                    chunks=64)
+
+
+def make_big_mhd(folder: Path) -> Path:
+    import SimpleITK as sitk
+
+    path = folder / "big.mhd"
+    if not path.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        img = sitk.GetImageFromArray(_ct_like(BIG_SHAPE))
+        img.SetSpacing((0.7, 0.7, 0.8))
+        sitk.WriteImage(img, str(path))
+    return path
+
+
+def make_dicom_folder(folder: Path) -> Path:
+    import pydicom
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    if folder.exists():
+        return folder
+    folder.mkdir(parents=True)
+    px = np.zeros((16, 16), np.int16).tobytes()
+    for s in range(N_SERIES):
+        series, study = generate_uid(), generate_uid()
+        sub = folder / f"series{s}"
+        sub.mkdir()
+        for k in range(N_SLICES):
+            meta = FileMetaDataset()
+            meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+            meta.MediaStorageSOPInstanceUID = generate_uid()
+            meta.TransferSyntaxUID = ExplicitVRLittleEndian
+            ds = FileDataset(str(sub / f"{k:04d}.dcm"), {}, file_meta=meta, preamble=b"\0" * 128)
+            ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+            ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, study
+            ds.PatientName, ds.PatientID = "BENCH^PHANTOM", "0"
+            ds.ImagePositionPatient = [0.0, 0.0, float(k)]
+            ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+            ds.PixelSpacing, ds.SliceThickness = [0.7, 0.7], 1.0
+            ds.InstanceNumber = k + 1
+            ds.Rows = ds.Columns = 16
+            ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+            ds.BitsAllocated = ds.BitsStored = 16
+            ds.HighBit, ds.PixelRepresentation = 15, 1
+            ds.RescaleIntercept, ds.RescaleSlope = 0.0, 1.0
+            ds.PixelData = px
+            ds.save_as(str(sub / f"{k:04d}.dcm"), enforce_file_format=True)
+    return folder
+
+
+# -- children (each one measured run) -------------------------------------------------------------
+
+
+def _ct_stages():
+    from voxelstream_ct.preprocess_cmd import preprocess_stages
+
+    return preprocess_stages()
+
+
+def child_inflight(store_path: str, scheduler: str) -> dict:
+    from voxelstream.pipeline import run_pipeline
+    from voxelstream.scheduler import use_scheduler
+    from voxelstream.store import open_store
+
+    t0 = time.perf_counter()
+    store = open_store(store_path)
+    with use_scheduler(scheduler) as client:
+        # every worker imports the plugins and the store code before the clock starts
+        client.run(lambda: __import__("voxelstream_ct.windowing") and __import__("voxelstream.runner"))
+        started = time.perf_counter()
+        report = run_pipeline(store, _ct_stages(), output=f"iso-{scheduler.replace(':', '')}", force=True,
+                              out=open("/dev/null", "w"))
+        elapsed = time.perf_counter() - started
+    assert report.exit_code == 0
+    return {"run_s": elapsed, "total_s": time.perf_counter() - t0}
+
+
+def child_overhead(store_path: str, mode: str) -> dict:
+    import dask
+
+    from voxelstream.pipeline import StageCall, apply_stages, run_pipeline
+    from voxelstream.store import open_store
+
+    store = open_store(store_path)
+    stages = [StageCall("gaussian", {"sigma": 1.0})]
+    ids = store.volume_ids("image")
+    apply_stages(store.open(ids[0]), stages).data.compute()  # imports, plugin manager
+    t0 = time.perf_counter()
+    if mode == "plain":
+        for vid in ids:
+            dask.compute(apply_stages(store.open(vid), stages).data)
+    else:
+        report = run_pipeline(store, stages, output=f"smooth-{mode}", force=True, in_flight=int(mode[-1]),
+                              out=open("/dev/null", "w"))
+        assert report.exit_code == 0
+    return {"s": time.perf_counter() - t0, "n": len(ids)}
+
+
+def _no_checksums() -> None:
+    import voxelstream.store.store as st
+    from voxelstream.store.planning import default_compressor
+
+    st.default_codecs = lambda: [default_compressor()]
+
+
+def child_checksum(kind: str, mhd: str, store_path: str, crc: str) -> dict:
+    import shutil
+
+    if crc == "off":
+        _no_checksums()
+    from voxelstream.ingest import ingest
+    from voxelstream.pipeline import run_pipeline
+    from voxelstream.store import open_store
+
+    if kind == "ingest":
+        shutil.rmtree(store_path, ignore_errors=True)
+        store = open_store(store_path, create=True)
+        t0 = time.perf_counter()
+        report = ingest([mhd], store, chunks=64, out=open("/dev/null", "w"))
+    else:
+        store = open_store(store_path)
+        t0 = time.perf_counter()
+        report = run_pipeline(store, _ct_stages(), output="iso", chunks=64, force=True, out=open("/dev/null", "w"))
+    assert report.exit_code == 0
+    return {"s": time.perf_counter() - t0}
+
+
+def child_discovery(folder: str, mode: str) -> dict:
+    from pathlib import Path
+
+    files = sorted(p for p in Path(folder).rglob("*.dcm"))
+    t0 = time.perf_counter()
+    if mode == "pydicom":
+        import pydicom
+
+        uids = {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID for f in files}
+        n = len(uids)
+    else:  # voxelstream-N: N header-scanning processes
+        import os
+
+        os.environ["VOXELSTREAM_DISCOVERY_WORKERS"] = mode.split("-")[1]
+        from voxelstream import discover
+
+        n = sum(1 for item in discover([folder]) if hasattr(item, "volume_id"))
+    return {"s": time.perf_counter() - t0, "files": len(files), "series": n}
+
+
+CHILDREN = {"inflight": child_inflight, "overhead": child_overhead, "checksum": child_checksum,
+            "discovery": child_discovery}
+
+
+def child(kind: str, *args: str) -> None:
+    sys.path.insert(0, str(HERE.parent))
+    print(json.dumps(CHILDREN[kind](*args)))
+
+
+# -- the comparisons ---------------------------------------------------------------------------------
+
+
+def measure(kind: str, *args: str):
+    run = run_child([str(HERE), "--child", kind, *args], env={"VOXELSTREAM_PROGRESS": "0"})
+    return json.loads(run.last_line()), run
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def bench_inflight(work: Path, runs: int) -> str:
+    store = work / "small.zarr"
+    make_small_store(store, N_SMALL, SMALL_SHAPE)
+    res = {"local:1": [], "local:2": []}
+    for _ in range(runs):
+        for sched in res:
+            res[sched].append(measure("inflight", str(store), sched))
+    rows = []
+    for sched, rs in res.items():
+        rows.append((sched, med(r["run_s"] for r, _ in rs), med(r["total_s"] for r, _ in rs),
+                     med(c.peak_rss_gib for _, c in rs)))
+    speed = rows[0][1] / rows[1][1]
+    body = ("| scheduler | 150 volumes, run (s) | with cluster start (s) | client peak RSS (GiB) |\n|---|---|---|---|\n"
+            + "\n".join(f"| {s} | {a:.2f} | {b:.2f} | {m:.2f} |" for s, a, b, m in rows)
+            + f"\n\nlocal:2 vs local:1: **{speed:.2f}x** (target >= 1.7x), "
+              f"{rows[0][1] / N_SMALL * 1000:.0f} vs {rows[1][1] / N_SMALL * 1000:.0f} ms per volume.")
+    return body
+
+
+def bench_overhead(work: Path, runs: int) -> str:
+    store = work / "tiny.zarr"
+    make_small_store(store, N_SMALL, TINY_SHAPE, modality="OT")
+    res = {"plain": [], "runner1": [], "runner2": []}
+    for _ in range(runs):
+        for mode in res:
+            res[mode].append(measure("overhead", str(store), mode)[0]["s"])
+    plain, r1, r2 = (med(res[m]) for m in ("plain", "runner1", "runner2"))
+    per = (r1 - plain) / N_SMALL * 1000
+    return ("| what | 150 volumes (s) | per volume (ms) |\n|---|---|---|\n"
+            f"| compute only (plain loop: open, stage, compute) | {plain:.2f} | {plain / N_SMALL * 1000:.1f} |\n"
+            f"| runner, 1 volume in flight | {r1:.2f} | {r1 / N_SMALL * 1000:.1f} |\n"
+            f"| runner, 2 in flight (threads default) | {r2:.2f} | {r2 / N_SMALL * 1000:.1f} |\n\n"
+            f"Runner overhead beyond the compute: **{per:.1f} ms per volume** (target <= 50 ms).")
+
+
+def bench_checksum(work: Path, runs: int) -> str:
+    mhd = make_big_mhd(work / "big")
+    rows = []
+    for kind in ("ingest", "preprocess"):
+        res = {"on": [], "off": []}
+        for _ in range(runs):
+            for crc in ("on", "off"):
+                store = work / f"crc-{crc}.zarr"
+                if kind == "preprocess" and not store.exists():
+                    measure("checksum", "ingest", str(mhd), str(store), crc)
+                r, c = measure("checksum", kind, str(mhd), str(store), crc)
+                res[crc].append((r["s"], c.cpu_s))
+        on, off = med(s for s, _ in res["on"]), med(s for s, _ in res["off"])
+        con, coff = med(c for _, c in res["on"]), med(c for _, c in res["off"])
+        rows.append(f"| {kind} | {off:.2f} | {on:.2f} | {100 * (on / off - 1):+.1f} % | {coff:.1f} | {con:.1f} |")
+    return ("| command (210 MB CT) | without crc32c (s) | with crc32c (s) | cost | CPU without (s) | CPU with (s) |\n"
+            "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n\nTarget: <= 5 %.")
+
+
+def bench_discovery(work: Path, runs: int) -> str:
+    folder = make_dicom_folder(work / "dicom5000")
+    import os
+
+    res = {"pydicom": [], "voxelstream-1": [], f"voxelstream-{len(os.sched_getaffinity(0))}": []}
+    for _ in range(runs):
+        for mode in res:
+            res[mode].append(measure("discovery", str(folder), mode)[0])
+    rows = []
+    for mode, rs in res.items():
+        s = med(r["s"] for r in rs)
+        rows.append(f"| {mode} | {rs[0]['files']} | {rs[0]['series']} | {s:.2f} | {rs[0]['files'] / s:.0f} |")
+    return ("| method | files | series found | s | files/s |\n|---|---|---|---|---|\n" + "\n".join(rows)
+            + "\n\npydicom: `dcmread(f, stop_before_pixels=True)` for every file (nothing grouped or checked); "
+              "voxelstream-N: `discover([folder])` (claims, headers, series grouped, planned and checked) with "
+              "N header-scanning processes.")
+
+
+BENCHES = {"inflight": bench_inflight, "overhead": bench_overhead, "checksum": bench_checksum,
+           "discovery": bench_discovery}
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--child":
+        child(*sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--workdir", default="/tmp/vs-bench-store")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--only", default=",".join(BENCHES))
+    ap.add_argument("--append", action="store_true", help="append the tables to benchmarks/RESULTS.md")
+    args = ap.parse_args()
+    work = Path(args.workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    sections = []
+    for name in args.only.split(","):
+        t0 = time.perf_counter()
+        body = BENCHES[name](work, args.runs)
+        print(f"## {name} ({time.perf_counter() - t0:.0f} s)\n{body}\n", flush=True)
+        sections.append(f"### {name}\n\n{body}")
+    if args.append:
+        cmd = f".venv/bin/python benchmarks/bench_store.py --runs {args.runs} --only {args.only}"
+        append_results("Store and runner (issue 9): volumes in flight, overhead, checksums, discovery", cmd,
+                       f"medians of {args.runs} runs, each a fresh process; shared machine ({machine()})",
+                       "\n\n".join(sections))
+
+
+if __name__ == "__main__":
+    main()
