@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import struct
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -381,7 +382,9 @@ def scan_image(path: Path, keep_phi: bool = False) -> list[SliceHeader]:
     truncated, of an unsupported kind, compressed without a decoder, with malformed
     geometry, or whose header fails in any other way (one line naming the file)."""
     try:
-        return _scan_image(Path(path), keep_phi)
+        with warnings.catch_warnings():  # pydicom warns about every odd value; the errors say what matters
+            warnings.simplefilter("ignore")
+            return _scan_image(Path(path), keep_phi)
     except HeaderError:
         raise
     except Exception as exc:  # a damaged value anywhere: this file fails, the batch goes on

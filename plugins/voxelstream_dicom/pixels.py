@@ -76,9 +76,18 @@ def _decode_error(path: str, exc: BaseException) -> ReadError:
 def read_frames(path: str, frames: Sequence[int | None], rows: int, cols: int, channels: int = 1) -> list[np.ndarray]:
     """Frames ``frames`` of one file (``[None]``: a single-frame file) as pydicom decodes
     them, palette colour expanded to RGB; each ``(rows, cols)`` or ``(rows, cols, 3)``."""
+    import warnings
+
     import pydicom  # only for slices that are not native: plain series never import it
     from pydicom.pixels import apply_color_lut, iter_pixels
 
+    with warnings.catch_warnings():  # pydicom's warnings about odd values: the error line says what matters
+        warnings.simplefilter("ignore")
+        return _decode_frames(path, frames, rows, cols, channels, pydicom, apply_color_lut, iter_pixels)
+
+
+def _decode_frames(path: str, frames: Sequence[int | None], rows: int, cols: int, channels: int, pydicom,
+                   apply_color_lut, iter_pixels) -> list[np.ndarray]:
     try:
         if frames == [None]:
             # the whole dataset, not pydicom.pixels.pixel_array(path): that one misreads deflated files

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,6 +50,31 @@ class ImageInfo:
         return dict(self.metadata).get(key, default)
 
 
+_quiet_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def quiet_native_stderr() -> Iterator[None]:
+    """Send what native code writes to file descriptor 2 (ITK's MetaIO prints "MetaImage:
+    Read: Cannot parse file" straight to ``std::cerr``) to nowhere for the duration: the
+    reader reports the failure itself, as one line. Only around header reads, which are
+    quick; Python-level writes to ``sys.stderr`` made meanwhile are flushed first."""
+    with _quiet_lock:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):  # no usable fd 2 (embedded interpreter): nothing to hide
+            yield
+            return
+        try:
+            with open(os.devnull, "wb") as null:
+                os.dup2(null.fileno(), 2)
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def sitk_error_line(exc: BaseException) -> str:
     """SimpleITK's message without its source-file preamble: the last non-empty line."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
@@ -74,7 +104,8 @@ def read_info(path: str | Path) -> ImageInfo:
     reader = sitk.ImageFileReader()
     reader.SetFileName(p)
     try:
-        reader.ReadImageInformation()
+        with quiet_native_stderr():
+            reader.ReadImageInformation()
     except (RuntimeError, TypeError, ValueError) as exc:
         raise ImageFileError(
             p,
