@@ -6,8 +6,8 @@
 2. :func:`scale_weights` / :func:`crop_block`: scale so the radius becomes ``R`` and crop
    ``2R x 2R`` around the centre, black outside the photograph. Each output pixel is a
    triangle-filter average of the input (bilinear when enlarging, anti-aliased when
-   shrinking, like Pillow's BILINEAR), so any output region is computed from a bounded
-   input region: the stage is chunk-wise.
+   shrinking, like Pillow's BILINEAR), applied as a band of a few taps per pixel, so any
+   output region is computed from a bounded input region: the stage is chunk-wise.
 3. :func:`local_average`: ``4 * img - 4 * gaussian(img, sigma) + 128``, clipped to 0..255
    (the seed's ``cv2.addWeighted(img, 4, GaussianBlur(img, sigma), -4, 128)``), sigma = R/30.
 4. :func:`border_block`: everything outside ``0.9 R`` of the centre set to 128.
@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-__all__ = ["FundusGeometry", "measure_fundus", "scale_weights", "crop_block", "gaussian_halo",
+__all__ = ["FundusGeometry", "measure_fundus", "Taps", "scale_weights", "crop_block", "gaussian_halo",
            "local_average", "border_block", "NoFundusError", "preprocess_array"]
 
 
@@ -54,36 +54,61 @@ def measure_fundus(row: np.ndarray, height: int) -> FundusGeometry:
     return FundusGeometry(bright.size / 2, (height - 1) / 2, bright.mean())
 
 
-def scale_weights(out_start: int, out_stop: int, radius_out: int, centre: float, scale: float,
-                  n_in: int) -> tuple[int, np.ndarray]:
-    """The rows ``out_start:out_stop`` of the resampling matrix along one axis.
+class Taps:
+    """A banded resampling matrix along one axis: output pixel ``i`` is ``sum_t w[i, t] *
+    input[idx[i, t]]`` (indices relative to the first input row the band needs).
 
-    Returns ``(first, W)``: output pixel ``i`` is ``W[i - out_start] @ input[first:first +
-    W.shape[1]]``. Output pixel ``i`` sits at input coordinate ``centre + (i - (R - 0.5)) /
-    scale``; its weights are a triangle of half-width ``max(1, 1/scale)`` normalised over the
-    unbounded input line, so pixels past the image's edge count as black."""
+    ``shape`` is ``(n_out, span)``, the dense matrix's: ``span`` input rows are read."""
+
+    def __init__(self, idx: np.ndarray, w: np.ndarray, span: int):
+        self.idx, self.w, self.span = idx, w, span
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.idx.shape[0], self.span)
+
+
+def scale_weights(out_start: int, out_stop: int, radius_out: int, centre: float, scale: float,
+                  n_in: int) -> tuple[int, Taps]:
+    """The rows ``out_start:out_stop`` of the resampling along one axis: ``(first, taps)``,
+    the first input row needed and the band of weights from there.
+
+    Output pixel ``i`` sits at input coordinate ``centre + (i - (R - 0.5)) / scale``; its
+    weights are a triangle of half-width ``max(1, 1/scale)`` normalised over the unbounded
+    input line, so pixels past the image's edge count as black (weight kept out of the sum)."""
     support = max(1.0, 1.0 / scale)
     u = centre + (np.arange(out_start, out_stop, dtype=np.float64) - (radius_out - 0.5)) / scale
     lo = np.floor(u - support).astype(np.int64) + 1
-    taps = int(math.ceil(2 * support)) + 1
-    k = lo[:, None] + np.arange(taps)[None, :]
+    k = lo[:, None] + np.arange(int(math.ceil(2 * support)) + 1)[None, :]
     w = np.clip(1.0 - np.abs(k - u[:, None]) / support, 0.0, None)
     w /= w.sum(1, keepdims=True)
-    w[(k < 0) | (k >= n_in)] = 0.0
+    outside = (k < 0) | (k >= n_in)
+    w[outside] = 0.0
     first = int(np.clip(lo.min(), 0, n_in - 1)) if len(u) else 0
-    last = int(np.clip((lo + taps - 1).max(), first, n_in - 1)) if len(u) else 0
-    dense = np.zeros((len(u), last - first + 1))
-    rows = np.repeat(np.arange(len(u)), taps)
-    cols = k.ravel() - first
-    inside = (cols >= 0) & (cols < dense.shape[1])
-    np.add.at(dense, (rows[inside], cols[inside]), w.ravel()[inside])
-    return first, dense
+    last = int(np.clip(k.max(), first, n_in - 1)) if len(u) else 0
+    idx = np.clip(k, first, last) - first  # an outside tap points anywhere valid, with weight 0
+    return first, Taps(idx, w, last - first + 1)
 
 
-def crop_block(block: np.ndarray, wy: np.ndarray, wx: np.ndarray) -> np.ndarray:
-    """``(C, h, w)`` float32 output pixels from the input ``block`` the weights cover."""
-    b = np.asarray(block, dtype=np.float32)
-    return np.einsum("ij,cjk,lk->cil", wy.astype(np.float32), b, wx.astype(np.float32), optimize=True)
+def _matrix(taps: Taps):
+    """The band as a sparse ``(n_out, span)`` matrix (zero-weight taps dropped)."""
+    from scipy import sparse  # here, not at import: registering the plugin must stay cheap
+
+    rows = np.repeat(np.arange(taps.idx.shape[0]), taps.idx.shape[1])
+    keep = taps.w.ravel() != 0
+    return sparse.csr_matrix((taps.w.ravel()[keep].astype(np.float32), (rows[keep], taps.idx.ravel()[keep])),
+                             shape=taps.shape)
+
+
+def crop_block(block: np.ndarray, wy: Taps, wx: Taps) -> np.ndarray:
+    """``(C, h, w)`` float32 output pixels from the input ``block`` the bands cover.
+
+    Rows first (the band has far fewer rows than the input), then columns, per channel, as
+    sparse products: each output pixel sums its taps in one order, whatever chunk it is
+    computed in, so chunkings agree exactly."""
+    my, mx = _matrix(wy), _matrix(wx)
+    out = [np.asarray(mx @ (my @ np.asarray(c, dtype=np.float32)).T, dtype=np.float32).T for c in block]
+    return np.ascontiguousarray(np.stack(out))
 
 
 def gaussian_halo(sigma: float) -> int:
