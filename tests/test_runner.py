@@ -110,6 +110,12 @@ def test_a_task_acts_only_on_its_modality_and_notes_the_others(tmp_path):
     assert len(notes) == 2
     assert any(n.startswith("note: photo:") and "XC" in n for n in notes)
     assert any(n.startswith("note: flat:") for n in notes)
+    # a task reading an output photographs never get is not an error for them either
+    out, err = io.StringIO(), io.StringIO()
+    report = run_pipeline(store, SMOOTH, input="smooth", output="smoother", chunks=8, out=out, err=err,
+                          accepts=Accepts("CT", spatial_ndim=3, units="mm"))
+    assert report.exit_code == 0 and sorted(store.volume_ids("smoother")) == ["ct", "mhd"]
+    assert len([line for line in _lines(err) if line.startswith("note:")]) == 2
 
 
 def test_ct_preprocess_command_skips_a_photograph(tmp_path, capsys):

@@ -121,6 +121,19 @@ def input_fingerprint(store: Any, volume_id: str, inputs: Sequence[str]) -> dict
     return {"inputs": {name: store.completion_token(volume_id, name) for name in inputs}}
 
 
+def _any_output_attrs(store: Any, volume_id: str) -> dict[str, Any]:
+    """The attributes of some readable output of the volume (its modality and axes decide
+    whether a task acts on it even when the task's input output is missing)."""
+    for name in store.names(volume_id):
+        try:
+            attrs = store.output_attrs(volume_id, name)
+        except VoxelstreamError:
+            continue
+        if attrs:
+            return attrs
+    return {}
+
+
 def stored_jobs(
     store: Any,
     input: str | Sequence[str],
@@ -138,7 +151,7 @@ def stored_jobs(
     jobs = []
     for vid in store.volume_ids(damaged=True):
         try:
-            attrs = store.output_attrs(vid, inputs[0])
+            attrs = store.output_attrs(vid, inputs[0]) or _any_output_attrs(store, vid)
             note = acc.reason_to_skip(attrs) if attrs else None
             if note is None:
                 input_fingerprint(store, vid, inputs)  # missing/incomplete input: an error now
