@@ -13,6 +13,7 @@ images without patient geometry (secondary captures) are described too
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -314,6 +315,10 @@ def _slice_header(
         raise HeaderError(path, f"NumberOfFrames is {frames}; fix the header or remove the file", uid)
     if frames > 1 and not frames_ok:
         raise _MultiFrame()
+    rows, cols, bits = int(get("Rows")), int(get("Columns")), int(get("BitsAllocated", 16))
+    if rows < 1 or cols < 1 or bits not in (1, 8, 16, 32, 64):
+        raise HeaderError(path, f"Rows {rows}, Columns {cols}, BitsAllocated {bits}: not an image size or sample "
+                          "size; fix the header or remove the file", uid)
     samples = int(get("SamplesPerPixel", 1))
     photometric = str(get("PhotometricInterpretation", "") or "MONOCHROME2").strip().upper()
     if samples not in (1, 3) or (samples == 3) != (photometric.startswith(("RGB", "YBR"))):
@@ -328,6 +333,11 @@ def _slice_header(
         spacing = (1.0, 1.0)
     instance = get("InstanceNumber")
     bits_allocated = int(get("BitsAllocated", 16))
+    slope = _optional_float(get, "RescaleSlope") or 1.0
+    intercept = _optional_float(get, "RescaleIntercept") or 0.0
+    if not (math.isfinite(slope) and math.isfinite(intercept)):
+        raise HeaderError(path, f"RescaleSlope {slope} / RescaleIntercept {intercept} are not finite numbers; "
+                          "fix the header or remove the file", uid)
     return SliceHeader(
         path=str(path),
         series_uid=uid,
@@ -336,8 +346,8 @@ def _slice_header(
         orientation=orientation,
         position=position,
         pixel_spacing=(spacing[0], spacing[1]),
-        slope=_optional_float(get, "RescaleSlope") or 1.0,
-        intercept=_optional_float(get, "RescaleIntercept") or 0.0,
+        slope=slope,
+        intercept=intercept,
         bits_stored=int(get("BitsStored", bits_allocated)),
         pixel_representation=int(get("PixelRepresentation", 0)),
         transfer_syntax=ts,

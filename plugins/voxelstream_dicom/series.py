@@ -152,6 +152,8 @@ def output_dtype(headers: Sequence[SliceHeader]) -> str:
     for h in headers:
         if not (float(h.slope).is_integer() and float(h.intercept).is_integer()):
             return "float32"
+        if abs(h.slope) > 2**15 or abs(h.intercept) > 2**31:  # integral but past int32 arithmetic
+            return "float32"
         if _is_hu(h):
             continue
         if h.pixel_representation:
