@@ -145,3 +145,11 @@ def test_cli_end_to_end_on_tiny_phantoms(tmp_path, capsys):
     if len(set(t)) > 1 or len(set(p)) > 1:
         assert metrics["kappa"] == pytest.approx(cohen_kappa_score(t, p, weights="quadratic", labels=list(range(5))))
     assert metrics["n"] == 8 and (tmp_path / "eval" / "confusion.png").is_file()
+    # averaging a model with itself changes nothing
+    from voxelstream.cli.main import main
+
+    model = str(tmp_path / "model")
+    assert main(["dr", "predict", "--store", str(tmp_path / "test.zarr"), "--model", model, "--model", model,
+                 "--tta", "2", "--out", str(tmp_path / "twice.csv")]) == 0
+    with open(tmp_path / "twice.csv") as fh:
+        assert list(csv.DictReader(fh)) == rows

@@ -45,9 +45,11 @@ def _run(spec: CommandSpec, prefix: str, argv: list[str]) -> None:
     print(f"\n$ voxelstream {prefix}{shlex.join(argv)}", flush=True)
     parser = argparse.ArgumentParser(prog=f"voxelstream {prefix}{spec.name}")
     spec.add_arguments(parser)
+    t0 = time.perf_counter()
     code = spec.run(parser.parse_args(argv[1:]))
     if code:
         raise VoxelstreamError(f"demo: 'voxelstream {prefix}{argv[0]}' failed (exit status {code}); see above")
+    print(f"({time.perf_counter() - t0:.1f} s)", flush=True)
 
 
 def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig()) -> dict:
