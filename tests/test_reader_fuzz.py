@@ -205,7 +205,7 @@ def test_ingest_survives_damaged_files_and_stores_the_good_ones(tmp_path: Path, 
     assert "Traceback" not in proc.stderr, report
     errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
     other = [ln for ln in proc.stderr.splitlines() if ln.strip() and not ln.startswith(("error:", "note:"))]
-    assert not other, report
+    assert not other, (other, report)
     for name in bad:  # at most one line per damaged file
         assert sum(bool(re.search(rf"\b{name}\b", ln)) for ln in errors) <= 1, (name, report)
     assert all(re.search(r"\bbad\d{3}\b", ln) for ln in errors), (  # good files never fail

@@ -155,7 +155,8 @@ def read_slab(
 
 def _rescale_into(out: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> None:
     if out.dtype.kind != "i":
-        out[...] = raw.astype(np.float64) * slope + intercept
+        with np.errstate(over="ignore", invalid="ignore"):  # an absurd rescale gives inf: kept, counted at ingest
+            out[...] = raw.astype(np.float64) * slope + intercept
     elif slope == 1 and intercept == 0 and raw.dtype == out.dtype:
         out[...] = raw
     else:  # exact integer arithmetic; saturates only for HU past int16 (see output_dtype)
