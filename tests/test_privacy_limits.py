@@ -103,3 +103,49 @@ def test_parse_bytes(text: str, n: int) -> None:
 
 def test_format_bytes() -> None:
     assert [format_bytes(v) for v in (0, 999, 1000, 6.7e12, 123.4e6)] == ["0 B", "999 B", "1 kB", "6.7 TB", "123 MB"]
+
+
+def _crafted_series(folder: Path, uid: str) -> None:
+    from pydicom.uid import generate_uid
+
+    from test_dicom_support import base_dataset, place, save, set_pixels
+
+    for k in range(2):
+        ds = place(base_dataset(8, 8, series_uid=generate_uid(), bits=16), (0, 0, 2.0 * k))
+        ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
+        save(set_pixels(ds, np.full((8, 8), 1000 + k, np.uint16), "ExplicitVRLittleEndian"), folder / f"{k}.dcm")
+    for k in range(2):  # the uid is written byte for byte: pydicom would refuse these characters
+        p = folder / f"{k}.dcm"
+        raw = p.read_bytes()
+        import pydicom
+
+        old = str(pydicom.dcmread(p).SeriesInstanceUID).encode()
+        old += b"\0" * (len(old) % 2)
+        new = uid.encode() + b"\0" * (len(uid) % 2)
+        head = b"\x20\x00\x0e\x00UI" + len(old).to_bytes(2, "little")
+        assert raw.count(head + old) == 1
+        p.write_bytes(raw.replace(head + old, b"\x20\x00\x0e\x00UI" + len(new).to_bytes(2, "little") + new))
+
+
+def test_ingest_prints_escaped_ids_and_stores_no_path(tmp_path: Path) -> None:
+    folder = tmp_path / "DOE^JANE_MRN12345_ACC777" / "series"
+    folder.mkdir(parents=True)
+    uid = "1.2.3\x1b[2J\x1b]0;pwned\x07.4\n5"
+    _crafted_series(folder, uid)
+    store = tmp_path / "s.zarr"
+    env = {**os.environ, "VOXELSTREAM_SALT": "test-salt"}
+    proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "ingest", str(tmp_path / "DOE^JANE_MRN12345_ACC777"),
+                           "--store", str(store)], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout
+    assert proc.stdout.count("\n") == 1 and printable(uid) in proc.stdout
+    # nothing under the store names the folder: attributes, manifests, every file
+    for f in store.rglob("*"):
+        if f.is_file() and f.suffix in ("", ".json"):
+            text = f.read_bytes().decode("utf-8", "replace")
+            assert "DOE^JANE" not in text and "MRN12345" not in text and str(tmp_path) not in text, f
+    kept = tmp_path / "kept.zarr"
+    proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "ingest", str(folder), "--store", str(kept),
+                           "--keep-phi"], capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert any("MRN12345" in f.read_text() for f in kept.rglob("zarr.json"))

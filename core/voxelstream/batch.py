@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from .errors import VoxelstreamError
+from .privacy import printable
 
 __all__ = ["Outcome", "BatchReport", "run_batch", "describe_error"]
 
@@ -70,7 +71,7 @@ def run_batch(
             raise
         except Exception as exc:  # one bad input must not stop the batch
             outcome = Outcome(name, "failed", describe_error(exc))
-            print(f"error: {name}: {outcome.detail}", file=err, flush=True)
+            print(printable(f"error: {name}: {outcome.detail}"), file=err, flush=True)
             if verbose_errors:
                 traceback.print_exc(file=err)
         outcome.seconds = round(time.perf_counter() - t0, 3)

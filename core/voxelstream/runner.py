@@ -28,6 +28,7 @@ from typing import Any, TextIO
 from .batch import BatchReport, Outcome, describe_error
 from .errors import StoreError, VoxelstreamError
 from .progress import run_progress
+from .privacy import printable  # ids and paths come from files: never print control characters raw
 
 __all__ = [
     "Accepts",
@@ -351,7 +352,7 @@ def run_per_volume(
         report.outcomes.append(outcome)
 
     def fail(job: VolumeJob, detail: str, t0: float) -> None:
-        print(f"error: {job.name}: {detail}", file=err, flush=True)
+        print(printable(f"error: {job.name}: {detail}"), file=err, flush=True)
         add(Outcome(job.name, "failed", detail, info={"id": job.volume_id, **job.info}), t0)
 
     def todo() -> Iterator[tuple[int, VolumeJob, _Work]]:
@@ -362,7 +363,7 @@ def run_per_volume(
                 progress.advance()
                 continue
             if job.note is not None:
-                print(f"note: {job.volume_id}: {job.note}; skipped", file=err, flush=True)
+                print(printable(f"note: {job.volume_id}: {job.note}; skipped"), file=err, flush=True)
                 add(Outcome(job.name, "skipped", job.note, info={"id": job.volume_id, **job.info}), t0)
                 progress.advance()
                 continue
@@ -371,7 +372,7 @@ def run_per_volume(
                     fp = dict(job.fingerprint()) if job.fingerprint else {}
                     if store.is_complete(job.volume_id, output, params, fingerprint=fp):
                         store.sweep(job.volume_id, output)
-                        print(f"{prefix(n)}{job.volume_id}\t({skipped_text})", file=out, flush=True)
+                        print(f"{prefix(n)}{printable(job.volume_id)}\t({skipped_text})", file=out, flush=True)
                         add(Outcome(job.name, "skipped", info={"id": job.volume_id, **job.info}), t0)
                         progress.advance()
                         continue
@@ -403,18 +404,18 @@ def run_per_volume(
             else:
                 info = {"id": job.volume_id, **job.info}
                 if res["status"] == "skipped":
-                    print(f"{prefix(n)}{job.volume_id}\t({res['detail']})", file=out, flush=True)
+                    print(f"{prefix(n)}{printable(job.volume_id)}\t({printable(res['detail'])})", file=out, flush=True)
                     add(Outcome(job.name, "skipped", res["detail"], info=info), t0)
                 else:
                     shape = "x".join(map(str, res["shape"]))
                     extra = f" {res['detail']}" if res.get("detail") else ""
-                    print(f"{prefix(n)}{job.volume_id}\t{shape}{extra}", file=out, flush=True)
+                    print(f"{prefix(n)}{printable(job.volume_id)}\t{shape}{extra}", file=out, flush=True)
                     add(Outcome(job.name, "done", info={**info, "shape": res["shape"]}), t0)
             progress.advance()
     try:
         store.write_manifest(command, {**(record or {}), "output": output, "params": dict(params),
                                        **report.as_record()})
     except VoxelstreamError as exc:
-        print(f"error: {exc}", file=err, flush=True)
+        print(printable(f"error: {exc}"), file=err, flush=True)
         report.outcomes.append(Outcome("manifest", "failed", str(exc)))
     return report
