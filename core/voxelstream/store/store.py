@@ -23,7 +23,7 @@ from zarr.storage import LocalStore
 from ..errors import StoreError
 from ..volume import Volume
 from . import layout, ome
-from .chunkio import ChunkError, ChunkReader, open_for_write, plain_codec, write_chunk
+from .chunkio import ChunkError, write_chunk
 from .ids import safe_id
 from .layout import jsonable
 from .locks import output_lock, try_lock
@@ -287,7 +287,8 @@ class Store:
         token = uuid.uuid4().hex
         self._ensure_volume_group(volume_id)
         stage_rel = layout.staging_rel(volume_id, name, token)
-        self._clear_staging(volume_id, name)
+        if not whole:  # we hold the output's lock: what is staged for it belongs to dead writers
+            self._clear_staging(volume_id, name)
         attrs = {
             "volume_id": volume_id,
             "name": name,
