@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from .phantom_dicom import fingerprint, phantom_uid, write_dicom_series
+from .phantom_findings import NoduleMix
 from .phantom_geometry import default_origin
 from .phantom_render import make_ct_phantom
 from .phantom_types import Nodule
@@ -33,17 +34,23 @@ def _row(uid: str, n: Nodule, diameter: float) -> list[str]:
 
 def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
                      shape: tuple[int, int, int] = (96, 128, 128),
-                     write_format: str = "dicom") -> Path:
+                     write_format: str = "dicom", realistic: bool = True) -> Path:
     """Write a small LUNA16-like dataset of phantoms and return ``annotations.csv``'s path.
 
-    Scan ``s`` gets spacing z in [1.0, 2.5] mm, y = x in [0.6, 0.9] mm and 1-3 nodules.
+    Scan ``s`` gets 1-3 nodules and spacing y = x in [0.6, 0.9] mm. With ``realistic``
+    (default) slices are 0.6-2.5 mm thick and the nodules are LUNA16-like
+    (``NoduleMix()``: LUNA16's sizes in [3, 30] mm, juxtapleural and vessel-attached,
+    ground-glass and part-solid, partial-volume edges); ``realistic=False`` writes the
+    earlier, easy datasets (1.0-2.5 mm slices, isolated solid nodules of 4-30 mm, the same
+    files as before for the same seed).
     ``write_format="dicom"``: one series per scan in ``out_dir/<PatientID>/<SeriesUID>/``
     (PatientIDs ``PH0001``...); ``"mhd"``: ``out_dir/<SeriesUID>.mhd`` (+ ``.raw``) via
     SimpleITK with the phantom's spacing, origin and direction. Also written:
     ``annotations.csv`` (``seriesuid,coordX,coordY,coordZ,diameter_mm``, one row per
     nodule), ``annotations_excluded.csv`` (distractors; ``-1`` diameter for vessel
     crossings) and ``seriesuids.csv`` (one UID per line, no header), all with CRLF endings
-    like the real LUNA16 tables.
+    like the real LUNA16 tables, and ``phantom_findings.csv`` (the annotations plus each
+    nodule's ``texture`` and ``attachment``, to break results down by kind).
     """
     if write_format not in ("dicom", "mhd"):
         raise ValueError("write_format must be 'dicom' or 'mhd'")
@@ -53,8 +60,9 @@ def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
     ann: list[list[str]] = []
     exc: list[list[str]] = []
     uids: list[list[str]] = []
+    kinds: list[list[str]] = []
     for s in range(n_scans):
-        sz = float(rng.uniform(1.0, 2.5))
+        sz = float(rng.uniform(0.6, 2.5) if realistic else rng.uniform(1.0, 2.5))
         sxy = float(rng.uniform(0.6, 0.9))
         n_nod = int(rng.integers(1, 4))
         ph_seed = int(rng.integers(0, 2 ** 31 - 1))
@@ -62,8 +70,9 @@ def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
                   float(rng.uniform(-250, -100)))
         spacing = (sz, sxy, sxy)
         origin = default_origin(tuple(shape), spacing, np.eye(3), centre)  # type: ignore[arg-type]
+        mix = {"nodule_mix": NoduleMix(), "nodule_diameters_mm": (3.0, 30.0)} if realistic else {}
         ph = make_ct_phantom(shape, spacing, seed=ph_seed, n_nodules=n_nod,
-                             origin_xyz=tuple(origin))
+                             origin_xyz=tuple(origin), **mix)  # type: ignore[arg-type]
         pid = f"PH{s + 1:04d}"
         uid = phantom_uid("dataset-series", seed, s, pid, fingerprint(ph))
         if write_format == "dicom":
@@ -81,9 +90,11 @@ def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
             sitk.WriteImage(img, str(out_dir / f"{uid}.mhd"))
         uids.append([uid])
         ann += [_row(uid, n, n.diameter_mm) for n in ph.nodules]
+        kinds += [_row(uid, n, n.diameter_mm) + [n.texture, n.attachment] for n in ph.nodules]
         exc += [_row(uid, d, d.diameter_mm if d.kind == "calcification" else -1.0)
                 for d in ph.distractors]
     _write_csv(out_dir / "annotations.csv", ann, _CSV_HEADER)
     _write_csv(out_dir / "annotations_excluded.csv", exc, _CSV_HEADER)
     _write_csv(out_dir / "seriesuids.csv", uids, None)
+    _write_csv(out_dir / "phantom_findings.csv", kinds, _CSV_HEADER + ["texture", "attachment"])
     return out_dir / "annotations.csv"

@@ -11,6 +11,8 @@ from scipy import special
 
 from .phantom_anatomy import BLOOD, Anatomy, Texture
 from .phantom_geometry import EDGE_MM, F32, Grid, check_direction, default_origin, unit
+from .phantom_findings import (NoduleMix, log_uniform, nodule_spheres, place_juxtapleural,
+                               place_vessel_attached, sample_diameters, vessel_axes)
 from .phantom_structures import (Segment, Sphere, Splatter, grow_vessels, lobes, place,
                                  sample_segments, stamp_sphere)
 from .phantom_types import HU_MAX, HU_MIN, Nodule, Phantom
@@ -24,7 +26,7 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
                     nodule_diameters_mm: tuple[float, float] = (4.0, 30.0),
                     n_distractors: int = 2, direction: ArrayLike | None = None,
                     origin_xyz: Sequence[float] | None = None,
-                    noise_hu: float = 20.0) -> Phantom:
+                    noise_hu: float = 20.0, nodule_mix: NoduleMix | None = None) -> Phantom:
     """Render a synthetic chest CT.
 
     Args:
@@ -32,9 +34,10 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
         spacing: voxel spacing in mm, ``(z, y, x)``.
         seed: everything (anatomy jitter, vessels, placement, noise) derives from it.
         n_nodules: number of annotated nodules.
-        nodule_diameters_mm: ``(min, max)``; each diameter is drawn log-uniformly in it. A
-            nodule that cannot fit inside the lungs of this field of view is redrawn smaller
-            (never below ``min``); ``RuntimeError`` if even ``min`` does not fit.
+        nodule_diameters_mm: ``(min, max)``; each diameter is drawn in it, log-uniformly or
+            from LUNA16's distribution (see ``nodule_mix``). A nodule that cannot fit inside
+            the lungs of this field of view is redrawn smaller (never below ``min``);
+            ``RuntimeError`` if even ``min`` does not fit.
         n_distractors: nodule-like non-nodules (alternately a calcified granuloma of
             300-800 HU and a vessel crossing), inside the lungs and away from the nodules.
         direction: 3x3 orthonormal ITK direction matrix (columns = world directions of the
@@ -42,9 +45,15 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
         origin_xyz: world LPS of voxel (0, 0, 0); by default the volume centre is placed at
             world (10, -20, -150) mm.
         noise_hu: standard deviation of the additive Gaussian noise (0 disables it).
+        nodule_mix: sizes, textures (solid, ground-glass, part-solid), attachments
+            (isolated, juxtapleural, vessel-attached) and partial-volume rendering of the
+            nodules; ``NoduleMix()`` is LUNA16-like. ``None`` (default) is
+            ``NoduleMix.classic()``: isolated solid nodules, log-uniform sizes, the images
+            earlier versions rendered for the same seed.
 
     Returns:
-        A :class:`Phantom` whose ``hu`` is int16 in ``[-1024, 3071]``.
+        A :class:`Phantom` whose ``hu`` is int16 in ``[-1024, 3071]`` and whose ``lung`` is
+        the anatomical lung region.
     """
     shape = tuple(int(n) for n in shape)  # type: ignore[assignment]
     spacing = tuple(float(s) for s in spacing)  # type: ignore[assignment]
@@ -68,15 +77,31 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
     C = anat.center
 
     # nodules
+    mix = NoduleMix.classic() if nodule_mix is None else nodule_mix
+    classic = mix.is_classic
+    axes = vessel_axes(segments) if mix.vessel_attached > 0 else None
+    if mix.sizes == "luna16" and not classic:
+        wanted = sample_diameters(rng, n_nodules, dmin, dmax).tolist()
     nod_rel: list[tuple[NDArray[np.float64], float]] = []
     spheres: list[Sphere] = []
     nodules: list[Nodule] = []
-    for _ in range(n_nodules):
-        diam = math.exp(rng.uniform(math.log(dmin), math.log(dmax)))
+    for n_i in range(n_nodules):
+        if classic or mix.sizes != "luna16":
+            diam = log_uniform(rng, dmin, dmax)
+        else:
+            diam = wanted[n_i]
+        texture, attachment = ("solid", "isolated") if classic else mix.draw(rng, diam)
         while True:
             r = diam / 2
             others = [(c, r + rc + 5.0) for c, rc in nod_rel]
-            p = place(anat, grid, rng, 1.1 * r + 3.5, others)
+            p = None
+            if attachment == "juxtapleural":
+                p = place_juxtapleural(anat, grid, rng, r, others)
+            elif attachment == "vessel" and axes is not None:
+                p = place_vessel_attached(anat, grid, rng, r, others, axes)
+            if p is None:  # isolated, or no room for the attachment asked for
+                attachment = "isolated"
+                p = place(anat, grid, rng, 1.1 * r + 3.5, others)
             if p is not None:
                 break
             if diam <= dmin:
@@ -85,10 +110,10 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
                     f"(shape {shape}, spacing {spacing}); use a larger field of view")
             diam = max(dmin, diam * 0.85)
         nod_rel.append((p, r))
-        spheres.append(Sphere(p + C, r, float(rng.uniform(30.0, 60.0)), EDGE_MM,
-                               lobes(rng, 0.06 if r > 2.5 else 0.0)))
+        spheres += nodule_spheres(rng, p + C, r, texture, mix.antialias)
         xyz = tuple(float(v) for v in p + C)
-        nodules.append(Nodule(xyz, float(diam)))  # type: ignore[arg-type]
+        nodules.append(Nodule(xyz, float(diam), texture=texture,  # type: ignore[arg-type]
+                              attachment=attachment))
 
     # distractors
     distractors: list[Nodule] = []
@@ -135,13 +160,16 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
         pad = rad / grid.spacing_xyz[2]
         return float(np.min(k) - pad - 1), float(np.max(k) + pad + 1)
 
-    splat = Splatter(grid, *sample_segments(segments))
+    splat = Splatter(grid, *sample_segments(segments), antialias=mix.antialias)
     all_sph = spheres + dist_spheres
-    sph_k = np.array([krange(s.c[None, :], s.r * 1.5 + s.edge) for s in all_sph]).reshape(-1, 2)
+    aa_pad = float(grid.spacing_xyz.max()) if mix.antialias else 0.0
+    sph_k = np.array([krange(s.c[None, :], s.r * 1.5 + s.edge + aa_pad)
+                      for s in all_sph]).reshape(-1, 2)
 
     # render slab by slab
     nz, ny, nx = shape
     hu = np.empty(shape, dtype=np.int16)
+    lung_mask = np.zeros(shape, dtype=bool)
     slab = max(1, (1 << 20) // max(1, ny * nx))
     noise_seeds = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, 0x70A5E]).spawn(nz)
     # Gaussian noise by inverse-CDF lookup of 16-bit uniforms: ~5x faster than
@@ -152,6 +180,9 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
         k1 = min(nz, k0 + slab)
         X, Y, Z = grid.rel_coords(C, np.arange(k0, k1), js, is_)
         val, lungs = anat.render(X, Y, Z, k0, k1, tex)
+        for bx, frac in lungs:  # the anatomical lung region, ground truth for segmentation
+            lung_mask[k0 + bx[0].start:k0 + bx[0].stop, bx[1], bx[2]] |= np.broadcast_to(
+                frac >= 0.5, tuple(sl.stop - sl.start for sl in bx))
         cov = splat.coverage(k0, k1)
         if cov is not None:  # vessels: blood-density tubes, visible inside the lungs only
             for bx, lung in lungs:
@@ -172,4 +203,4 @@ def make_ct_phantom(shape: tuple[int, int, int] = (96, 128, 128),
     return Phantom(hu=hu, spacing=spacing,  # type: ignore[arg-type]
                    origin_xyz=tuple(float(v) for v in origin),  # type: ignore[arg-type]
                    direction=direction_ro, nodules=tuple(nodules),
-                   distractors=tuple(distractors))
+                   distractors=tuple(distractors), lung=lung_mask)

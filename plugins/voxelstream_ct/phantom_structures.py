@@ -17,6 +17,8 @@ from numpy.typing import NDArray
 from .phantom_anatomy import Anatomy
 from .phantom_geometry import DIRS, EDGE_MM, F32, Grid, ramp
 
+AA_EDGE_MM = 0.5  # a tissue's own edge width when the voxel footprint is rendered too
+
 
 @dataclass
 class Segment:
@@ -33,6 +35,7 @@ class Sphere:
     hu: float
     edge: float
     lobes: NDArray[np.float64]  # (m, 4): unit vector + amplitude
+    antialias: bool = False  # widen the edge ramp by the voxel's footprint (partial volume)
 
 
 def grow_vessels(anat: Anatomy, rng: np.random.Generator) -> list[Segment]:
@@ -175,13 +178,15 @@ class Splatter:
     """
 
     def __init__(self, grid: Grid, pts_xyz: NDArray[np.float64], radii: NDArray[np.float64],
-                 chunk: int = 4096) -> None:
+                 chunk: int = 4096, antialias: bool = False) -> None:
         nz, ny, nx = grid.shape
         self.ny, self.nx = ny, nx
         self.plane = ny * nx
         sp = grid.spacing_xyz.astype(F32)
         ijk = grid.to_index_ijk(pts_xyz) if len(pts_xyz) else np.zeros((0, 3))
-        reach = radii + 0.5 * EDGE_MM  # coverage is zero beyond this distance
+        edge = EDGE_MM if not antialias else AA_EDGE_MM
+        # coverage is zero beyond this distance (the widest ramp: along the coarsest axis)
+        reach = radii + 0.5 * (math.hypot(edge, float(grid.spacing_xyz.max())) if antialias else edge)
         half = np.ceil(reach[:, None] / grid.spacing_xyz[None, :]).astype(int)
         lins, covs = [], []
         keys, inverse = np.unique(half, axis=0, return_inverse=True)
@@ -204,8 +209,17 @@ class Splatter:
                 pi, a, b, c = np.nonzero(mask)
                 lins.append(((base[pi, 2] + offs[2][a]) * ny + base[pi, 1] + offs[1][b]) * nx
                             + base[pi, 0] + offs[0][c])
-                f = F32(0.5) - (np.sqrt(dd[mask]) - radii[idx][pi].astype(F32)) / F32(EDGE_MM)
-                covs.append(np.minimum(f, F32(1.0)))
+                dist = np.sqrt(dd[mask])
+                if antialias:  # ramp as wide as the voxel seen along the normal (see aa_width)
+                    w2 = (d2[2][pi, a] * sp[2] ** 2 + d2[1][pi, b] * sp[1] ** 2
+                          + d2[0][pi, c] * sp[0] ** 2) / np.maximum(dd[mask], F32(1e-6))
+                    width = np.sqrt(w2 + F32(edge * edge))
+                    rr = tube_radius_for_ramp(radii[idx][pi].astype(F32), width)
+                else:
+                    width = F32(EDGE_MM)
+                    rr = radii[idx][pi].astype(F32)
+                f = F32(0.5) - (dist - rr) / width
+                covs.append(np.clip(f, F32(0.0), F32(1.0)))
         lin = np.concatenate(lins) if lins else np.zeros(0, np.int64)
         cov = np.concatenate(covs) if covs else np.zeros(0, F32)
         k = lin // self.plane
@@ -221,10 +235,52 @@ class Splatter:
         return out.reshape(k1 - k0, self.ny, self.nx)
 
 
+def aa_width(grid: Grid, X: Any, Y: Any, Z: Any, dist2: Any, edge: float) -> NDArray[np.float32]:
+    """Width (mm) of the partial-volume ramp at offsets ``(X, Y, Z)`` from a ball's centre.
+
+    A voxel is a box of the grid's spacing; seen along the surface normal ``n`` its footprint
+    has the second moment of a ramp of width ``sqrt(sum_i (n . e_i)^2 s_i^2)`` (``e_i`` the
+    index axes' world directions, ``s_i`` their spacings). That width, combined with the
+    tissue's own ``edge``, makes each voxel's value the covered fraction of the voxel, so a
+    3 mm nodule in 2.5 mm slices is blurred along z as a scanner blurs it.
+    """
+    acc: Any = F32(edge * edge)
+    D, s = grid.direction, grid.spacing_xyz
+    for i in range(3):
+        comp: Any = F32(0.0)
+        for c, A in enumerate((X, Y, Z)):
+            if D[c, i] != 0.0:
+                comp = comp + A * F32(D[c, i])
+        acc = acc + comp * comp * F32(s[i] * s[i]) / np.maximum(dist2, F32(1e-6))
+    return np.sqrt(acc).astype(F32, copy=False)
+
+
+def ball_radius_for_ramp(r: Any, w: Any) -> Any:
+    """Radius ``R`` at which a ramp of width ``w`` keeps a ball of radius ``r``'s volume.
+
+    A ramp centred on a curved surface adds more volume outside than it removes inside:
+    per solid angle it holds ``R^3/3 + R w^2/12``. Two Newton steps on
+    ``R^3 + R w^2 / 4 = r^3`` pull the ramp in, so a small nodule in thick slices gets
+    dimmer, not bigger -- as a scanner's partial volume does.
+    """
+    q = w * w * F32(0.25)
+    R = r
+    for _ in range(2):
+        R = R - (R * R * R + R * q - r * r * r) / (F32(3.0) * R * R + q)
+    return R
+
+
+def tube_radius_for_ramp(r: Any, w: Any) -> Any:
+    """Like :func:`ball_radius_for_ramp` for a tube (per unit length the ramp holds
+    ``pi (R^2 + w^2 / 12)``); never below half the radius, where the ramp stops working."""
+    return np.sqrt(np.maximum(r * r - w * w * F32(1.0 / 12.0), F32(0.25) * r * r))
+
+
 def stamp_sphere(val: NDArray[np.float32], grid: Grid, k0: int, k1: int, sp: Sphere) -> None:
     """Blend a (lobulated) ball into slab ``val`` (slices ``[k0, k1)``), never darkening."""
     amp = float(np.abs(sp.lobes[:, 3]).sum()) if len(sp.lobes) else 0.0
-    rmax = sp.r * (1 + amp) + sp.edge
+    edge = math.hypot(sp.edge, float(grid.spacing_xyz.max())) if sp.antialias else sp.edge
+    rmax = sp.r * (1 + amp) + edge
     ic = grid.to_index_ijk(sp.c)
     pad = rmax / grid.spacing_xyz
     bx = grid.box(ic - pad, ic + pad, k0, k1)
@@ -233,7 +289,8 @@ def stamp_sphere(val: NDArray[np.float32], grid: Grid, k0: int, k1: int, sp: Sph
     zs, ys, xs = bx
     X, Y, Z = grid.rel_coords(sp.c, np.arange(zs.start, zs.stop), np.arange(ys.start, ys.stop),
                               np.arange(xs.start, xs.stop))
-    dist = np.sqrt(X * X + Y * Y + Z * Z)
+    dist2 = X * X + Y * Y + Z * Z
+    dist = np.sqrt(dist2)
     reff: Any = F32(sp.r)
     if len(sp.lobes):
         inv = 1.0 / np.maximum(dist, F32(1e-3))
@@ -242,6 +299,10 @@ def stamp_sphere(val: NDArray[np.float32], grid: Grid, k0: int, k1: int, sp: Sph
             c = (X * F32(vx) + Y * F32(vy) + Z * F32(vz)) * inv
             lob = lob + F32(a) * (F32(1.5) * c * c - F32(0.5))
         reff = F32(sp.r) * (F32(1.0) + lob)
-    f = ramp(dist - reff, sp.edge)
+    if sp.antialias:
+        w = aa_width(grid, X, Y, Z, dist2, sp.edge)
+        f = np.clip(F32(0.5) - (dist - ball_radius_for_ramp(reff, w)) / w, F32(0.0), F32(1.0))
+    else:
+        f = ramp(dist - reff, sp.edge)
     sub = val[zs.start - k0:zs.stop - k0, ys, xs]
     np.maximum(sub, sub + f * (F32(sp.hu) - sub), out=sub)

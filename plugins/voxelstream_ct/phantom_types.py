@@ -19,11 +19,21 @@ class Nodule:
 
     ``kind`` is ``"nodule"`` for annotated nodules; distractors use ``"calcification"``
     (bright calcified granuloma) or ``"vessel"`` (vessel crossing / blob).
+
+    Nodules also say how they look, as radiologists classify them (LUNA16's tables do not
+    carry this; the phantom's own ``phantom_findings.csv`` does):
+
+    * ``texture``: ``"solid"`` (soft tissue, 30-60 HU), ``"ground-glass"`` (hazy,
+      -600..-300 HU, fuzzy edge) or ``"part-solid"`` (ground glass around a solid core);
+    * ``attachment``: ``"isolated"`` (lung all around), ``"juxtapleural"`` (touching the
+      pleura, partly merged with the chest wall) or ``"vessel"`` (a vessel runs into it).
     """
 
     center_xyz: tuple[float, float, float]
     diameter_mm: float
     kind: str = "nodule"
+    texture: str = "solid"
+    attachment: str = "isolated"
 
 
 @dataclass(frozen=True, eq=False)
@@ -33,6 +43,9 @@ class Phantom:
     ``hu`` is int16 with axes ``(z, y, x)``; ``spacing`` is ``(z, y, x)`` in mm;
     ``origin_xyz`` is the world (LPS) position of voxel index (0, 0, 0); ``direction`` is
     the ITK direction matrix (columns = world directions of the x, y, z index axes).
+    ``lung`` is the anatomical lung region (bool, same shape as ``hu``): voxels at least half
+    inside the lungs' analytic shape, vessels and nodules within it included, trachea not
+    -- the ground truth for lung segmentation.
     """
 
     hu: NDArray[np.int16]
@@ -41,6 +54,7 @@ class Phantom:
     direction: NDArray[np.float64]
     nodules: tuple[Nodule, ...]
     distractors: tuple[Nodule, ...]
+    lung: NDArray[np.bool_] | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
