@@ -12,7 +12,9 @@ from .options import add_common_options
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="a file, or a folder searched recursively (may hold several series)")
     add_common_options(p, store_help="the Zarr store to write (created if missing)")
-    p.add_argument("--chunks", type=int, default=DEFAULT_CHUNK, metavar="N", help=f"chunk edge in voxels (default {DEFAULT_CHUNK})")
+    p.add_argument("--chunks", type=int, default=None, metavar="N",
+                   help=f"chunk edge in voxels (default: {DEFAULT_CHUNK} for 3-D volumes; for 2-D images such as "
+                   "photographs a few large tiles, the store's default)")
     p.add_argument("--keep-phi", action="store_true",
                    help="also store patient-identifying header fields and source paths (off by default: the store "
                    "and manifests record a salted hash of each path)")
