@@ -66,8 +66,16 @@ def _jobs(inputs: Sequence[str], options: ReadOptions) -> Iterator[VolumeJob]:
                 "ids must be unique in a store"))
             continue
         seen[item.volume_id] = item.location
-        yield VolumeJob(item.volume_id, build=item.open, fingerprint=functools.partial(source_fingerprint, item),
+        yield VolumeJob(item.volume_id, build=functools.partial(_counted, item.open),
+                        fingerprint=functools.partial(source_fingerprint, item),
                         info={"reader": item.reader})
+
+
+def _counted(open_volume: Any) -> Any:
+    """The source volume, counting its NaN/inf voxels as it is written (see :mod:`.nonfinite`)."""
+    from .nonfinite import counting_non_finite
+
+    return counting_non_finite(open_volume())
 
 
 def ingest(
@@ -91,6 +99,7 @@ def ingest(
     inputs as salted hashes unless ``keep_phi`` (see :mod:`voxelstream.privacy`);
     ``allow_outside_data`` lets headers point at data files outside their folder.
     """
+    from .nonfinite import describe_non_finite
     from .privacy import salted_hash
 
     options = ReadOptions(keep_phi=keep_phi, allow_outside_data=allow_outside_data)
@@ -100,5 +109,5 @@ def ingest(
         store, _jobs(inputs, options), output="image", command="ingest", params=params, chunks=chunks,
         force=force, keep_phi=keep_phi, provenance={"stage": "ingest"}, in_flight=in_flight,
         record={"inputs": inputs_record, "chunks": chunks}, numbered=False,
-        skipped_text="already stored", out=out, err=err,
+        skipped_text="already stored", out=out, err=err, describe=describe_non_finite,
     )
