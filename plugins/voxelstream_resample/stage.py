@@ -83,10 +83,30 @@ def _resample_chunk(blocks: list[np.ndarray], plan: _ChunkPlan) -> np.ndarray:
     region = np.empty(plan.region_shape, dtype=dtype)
     for block, inner, where in zip(blocks, plan.inner, plan.where):
         region[where] = block[inner]
+    if plan.order and not np.isfinite(region).all():
+        return _non_finite_kept(region, plan)
+    return _interpolate(region, plan, plan.order)
+
+
+def _interpolate(region: np.ndarray, plan: _ChunkPlan, order: int) -> np.ndarray:
     for a in plan.axes:
-        taps = axis_taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], plan.order)
+        taps = axis_taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], order)
         region = apply_taps(region, plan.lead + a, taps, plan.region_lo[a], _COMPUTE_DTYPE)
     return region
+
+
+def _non_finite_kept(region: np.ndarray, plan: _ChunkPlan) -> np.ndarray:
+    """The NaN/Inf policy: a non-finite input voxel reaches exactly the output voxels whose
+    linear-interpolation footprint gives it a non-zero weight (NaN, or +/-inf; both signs
+    or a NaN: NaN), and nowhere else: the values are interpolated with it taken as 0 (so a
+    cubic prefilter or a zero-weight tap cannot carry it along a whole line)."""
+    nan, pos, neg = np.isnan(region), np.isposinf(region), np.isneginf(region)
+    out = _interpolate(np.where(nan | pos | neg, 0, region).astype(region.dtype), plan, plan.order)
+    touched = [_interpolate(m.astype(_COMPUTE_DTYPE), plan, 1) > 0 for m in (nan, pos, neg)]
+    out[touched[1]] = np.inf
+    out[touched[2]] = -np.inf
+    out[touched[0] | (touched[1] & touched[2])] = np.nan
+    return out
 
 
 def _cuts(chunks: tuple[int, ...]) -> np.ndarray:
