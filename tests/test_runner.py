@@ -210,3 +210,21 @@ def test_read_only_or_full_store_gives_one_line_errors(tmp_path, mount):
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert errors and all(len(e) < 400 for e in errors)
     assert any(("read-only" in e) if mount == "ro" else ("No space left" in e or "full" in e) for e in errors)
+
+
+def test_detect_after_an_interrupted_infer_names_the_scans_without_a_map(tmp_path, capsys):
+    from voxelstream.cli.main import main
+
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    for vid in ("a", "b"):
+        ct = sample_volume((12, 12, 12), seed=ord(vid))
+        store.write(ct.replace(meta={**ct.meta, "modality": "CT"}), vid, "iso", chunks=8)
+    prob = sample_volume((10, 10, 10), spacing=(4.0, 4.0, 4.0), dtype=np.float32)
+    store.write(prob.replace(data=(prob.data - prob.data.min()) / 1000), "a", "prob", chunks=8)
+    # "b" has no map: its infer was interrupted (staged outputs never appear half-written)
+    code = main(["nodules", "detect", "--store", str(store.path), "--out", str(tmp_path / "d.csv"),
+                 "--threshold", "0.0"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert [line.split(":")[1].strip() for line in err.splitlines() if line.startswith("error: b")] == ["b"]
+    assert (tmp_path / "d.csv").exists()

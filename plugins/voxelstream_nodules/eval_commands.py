@@ -51,8 +51,18 @@ def _series_uid(volume_id: str, meta: dict) -> str:
 
 
 def _run_detect(args: argparse.Namespace) -> int:
+    from voxelstream.runner import stored_jobs
+
     store = open_store(args.store)
     ids = store.volume_ids(name=PROB_OUTPUT)
+    # every CT volume 'infer' acts on (a complete 'iso') needs its map: one missing (an
+    # interrupted or failed infer) is an error naming it, never a silently shorter list
+    ct = {"modality": "CT", "spatial_ndim": 3, "units": "mm"}
+    expected = {j.volume_id for j in stored_jobs(store, "iso", str, accepts=ct) if j.error is None and j.note is None}
+    missing = sorted(expected - set(ids))
+    for vid in missing:
+        print(f"error: {vid}: no complete '{PROB_OUTPUT}' map (an interrupted or failed infer?); "
+              "run 'voxelstream nodules infer'", file=sys.stderr)
     if not ids:
         raise VoxelstreamError(
             f"{store.path}: no complete '{PROB_OUTPUT}' output in the store; run 'voxelstream nodules infer' first"
@@ -68,7 +78,10 @@ def _run_detect(args: argparse.Namespace) -> int:
             print(f"[{n}/{len(ids)}] {vid}: {len(rows)} detection(s)")
     count = write_detections(args.out, found)
     print(f"wrote {count} detection(s) from {len(ids)} scan(s) to {args.out}")
-    return 0
+    if missing:
+        print(f"error: {len(missing)} scan(s) without a complete '{PROB_OUTPUT}' map were left out; "
+              "run 'voxelstream nodules infer' again, then detect", file=sys.stderr)
+    return 1 if missing else 0
 
 
 DETECT = CommandSpec(
