@@ -153,3 +153,15 @@ def test_cli_end_to_end_on_tiny_phantoms(tmp_path, capsys):
                  "--tta", "2", "--out", str(tmp_path / "twice.csv")]) == 0
     with open(tmp_path / "twice.csv") as fh:
         assert list(csv.DictReader(fh)) == rows
+
+
+@pytest.mark.slow
+def test_demo_reaches_kappa_on_unseen_phantoms(tmp_path, request):
+    """What ``make demo`` runs for this task: quadratic kappa >= 0.8 on held-out phantoms."""
+    from voxelstream_dr.demo import run_demo
+
+    if "slow" not in (request.config.getoption("-m") or ""):
+        pytest.skip("minutes of training: run with -m slow (make test-all)")
+
+    metrics = run_demo(tmp_path)
+    assert metrics["kappa"] >= 0.8 and metrics["n"] == 160
