@@ -102,13 +102,17 @@ def main() -> None:
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="vs-startup-"))
+    # bytecode is cached as after a pip install (the warm-up run writes it), but under the
+    # temporary folder: this environment may set PYTHONDONTWRITEBYTECODE, which would
+    # measure compiling every module at every start
+    env = {"PYTHONDONTWRITEBYTECODE": "", "PYTHONPYCACHEPREFIX": str(work / "pycache")}
     try:
         store = empty_store(work / "empty.zarr")
-        old_env = worktree(args.before, work / "before") if args.before else None
-        rows = [("python -c pass (floor)", "-", measure(["-c", "pass"], args.runs), None)]
+        old_env = {**env, **worktree(args.before, work / "before")} if args.before else None
+        rows = [("python -c pass (floor)", "-", measure(["-c", "pass"], args.runs, env), None)]
         for label, kind, now, old in cases(store):
             before = measure([str(SCRIPT), *old], args.runs, old_env) if old_env and old else None
-            rows.append((label, kind, measure([str(SCRIPT), *now], args.runs), before))
+            rows.append((label, kind, measure([str(SCRIPT), *now], args.runs, env), before))
             print(f"{label}: {rows[-1][2]['wall']:.3f} s", file=sys.stderr, flush=True)
     finally:
         if args.before:
