@@ -149,3 +149,23 @@ def test_ingest_prints_escaped_ids_and_stores_no_path(tmp_path: Path) -> None:
                            "--keep-phi"], capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr
     assert any("MRN12345" in f.read_text() for f in kept.rglob("zarr.json"))
+
+
+def test_preprocess_refuses_an_absurd_spacing_up_front(tmp_path: Path) -> None:
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.zeros((20, 30, 30), np.int16))
+    img.SetSpacing((0.8, 0.8, 2.0))
+    sitk.WriteImage(img, str(tmp_path / "scan.mhd"))
+    store = tmp_path / "s.zarr"
+    cli = [sys.executable, "-m", "voxelstream.cli.main"]
+    subprocess.run([*cli, "ingest", str(tmp_path / "scan.mhd"), "--store", str(store)], check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.run([*cli, "ct", "preprocess", "--store", str(store), "--spacing", "0.001", "0.001", "0.001"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    # 40 x 24 x 24 mm at 0.001 mm: 40000 x 24000 x 24000 float32 voxels = 92.2 TB
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors == [f"error: scan: spacing 0.001 0.001 0.001 mm would write {40000 * 24000 * 24000 * 4 / 1e12:.3g} TB "
+                      "(shape 1x40000x24000x24000 float32); the limit is 1.1 TB: choose a coarser spacing, or raise "
+                      "the limit (VOXELSTREAM_MAX_OUTPUT_BYTES=SIZE)"]
