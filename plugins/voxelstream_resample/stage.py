@@ -23,6 +23,7 @@ from dask.tokenize import tokenize
 
 import voxelstream as vs
 from voxelstream import geometry
+from voxelstream.limits import check_output_size
 from voxelstream.store import DEFAULT_CHUNK
 
 from .kernels import ORDERS, apply_taps, axis_taps
@@ -251,6 +252,10 @@ def resample(
         data = data.rechunk({0: -1})
     in_spacing = volume.spacing
     shape = output_shape(volume.spatial_shape, in_spacing, out_spacing)
+    # refused before any graph is built: a 0.01 mm grid plans terabytes (limit: voxelstream.limits)
+    check_output_size((*data.shape[:lead], *shape), data.dtype if order == 0 else _COMPUTE_DTYPE,
+                      cause=f"spacing {' '.join(f'{s:g}' for s in out_spacing)} mm",
+                      hint="choose a coarser spacing, or raise the limit")
     edge = _triple(chunks if chunks is not None else DEFAULT_CHUNK, "chunks")
     out_chunks = da.core.normalize_chunks(tuple(int(e) for e in edge), shape)
     # ratios from the spacings the grid is built from: output j sits at input index j * ratio
