@@ -64,6 +64,13 @@ def _loss(out: jax.Array, y: jax.Array, w: jax.Array, target: str) -> jax.Array:
     return jnp.sum(w * per) / jnp.sum(w)
 
 
+def _val_loss(outputs: np.ndarray, y: np.ndarray, target: str) -> float:
+    """The unweighted training loss of eval-mode outputs (values, or probabilities)."""
+    if target == "regression":
+        return float(np.mean((outputs - y) ** 2))
+    return float(-np.mean(np.log(outputs[np.arange(len(y)), y] + 1e-7)))
+
+
 @nnx.jit
 def _train_step(model: GradeNet, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, w: jax.Array) -> jax.Array:
     def loss_fn(m: GradeNet) -> jax.Array:
@@ -188,9 +195,7 @@ def train(photos: Photos, grades: Mapping[str, int], out: str | Path, opts: Trai
         seconds = time.perf_counter() - t0
         outputs = view_outputs(model, photos, va_pos, [View()], batch)
         _, pred = grades_from_outputs(outputs, opts.target)
-        val_loss = float(_loss(jnp.asarray(outputs[:, 0]), jnp.asarray(y_va, jnp.float32),
-                               jnp.ones(len(y_va)), opts.target) if opts.target == "regression"
-                         else -np.mean(np.log(outputs[np.arange(len(y_va)), 0, y_va] + 1e-7)))
+        val_loss = _val_loss(outputs[:, 0], y_va, opts.target)
         g = grade_metrics(y_va, pred)
         m = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_kappa": g["kappa"],
              "val_accuracy": g["accuracy"], "seconds": round(seconds, 3),
