@@ -34,12 +34,22 @@ def add_store_option(parser: argparse.ArgumentParser, *, help: str | None = None
     parser.add_argument("--store", required=required, metavar="PATH", help=help or _STORE_HELP)
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text}: must be at least 1")
+    return value
+
+
 def add_scheduler_option(parser: argparse.ArgumentParser, *, help: str | None = None) -> None:
     """``--scheduler SPEC``; unset means :data:`~voxelstream.constants.DEFAULT_SCHEDULER`
     (``args.scheduler`` is ``None`` so that a pipeline file's own setting can apply).
     Pass ``args.scheduler`` to :func:`voxelstream.scheduler.use_scheduler`."""
     text = SCHEDULER_HELP if help is None else f"{SCHEDULER_HELP}; {help}"
     parser.add_argument("--scheduler", default=None, metavar="SPEC", help=f"{text} (default: {DEFAULT_SCHEDULER})")
+    parser.add_argument("--in-flight", type=_at_least_one, default=None, metavar="N",
+                        help="volumes processed at once (default: 2 on threads, one per worker thread + 1 on "
+                        "dask.distributed); memory grows with it")
 
 
 def add_progress_option(parser: argparse.ArgumentParser) -> None:
@@ -70,7 +80,11 @@ def add_common_options(
 
 
 def apply_progress_option(args: argparse.Namespace) -> None:
-    """Make ``--progress``/``--no-progress`` take effect (no-op when not given)."""
+    """Make ``--progress``/``--no-progress`` and ``--in-flight`` take effect (no-op when not
+    given)."""
     choice = getattr(args, "progress", None)
     if choice is not None:
         os.environ[PROGRESS_ENV] = "1" if choice else "0"
+    in_flight = getattr(args, "in_flight", None)  # read by voxelstream.runner.default_in_flight
+    if in_flight is not None:
+        os.environ["VOXELSTREAM_IN_FLIGHT"] = str(in_flight)
