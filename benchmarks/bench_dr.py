@@ -47,7 +47,7 @@ def _seed_way(src: Path, dst: Path, radius: int, draft: bool) -> None:
         with Image.open(f) as im:
             if draft:
                 w, h = im.size
-                im.draft("RGB", (w * radius // (h // 2) // 2, h * radius // (h // 2) // 2))
+                im.draft("RGB", (w * 2 * radius // h, 2 * radius))  # fundus radius ~ h / 2 stays >= R
             im = im.convert("RGB")
         a = np.asarray(im)
         x = a[a.shape[0] // 2].sum(1).astype(np.float64)

@@ -96,8 +96,18 @@ def inspect_photo(path: str | os.PathLike[str]) -> PhotoInfo:
 
 
 def decode_photo(path: str, draft: tuple[int, int] | None = None) -> np.ndarray:
-    """The pixels of ``path`` as ``(H, W, 3)`` uint8 RGB. ``draft=(h, w)`` lets the JPEG
-    decoder scale down by 1/2, 1/4 or 1/8 while decoding, to no less than that size."""
+    """The pixels of ``path`` as ``(H, W, 3)`` uint8 RGB (read-only). ``draft=(h, w)`` lets
+    the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, to no less than that size.
+
+    The last two photographs decoded in this process are kept (keyed by path, size and
+    modification time): preprocessing straight from a file measures the fundus in one
+    compute and crops it in the next, and would otherwise decode the photograph twice."""
+    st = os.stat(path)
+    return _decode_cached(path, draft, st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=2)
+def _decode_cached(path: str, draft: tuple[int, int] | None, size: int, mtime_ns: int) -> np.ndarray:
     from PIL import Image
 
     try:
@@ -106,7 +116,9 @@ def decode_photo(path: str, draft: tuple[int, int] | None = None) -> np.ndarray:
                 im.draft("RGB", (draft[1], draft[0]))
             im.load()
             rgb = im if im.mode == "RGB" else im.convert("RGB")
-            return np.asarray(rgb, dtype=np.uint8)
+            pixels = np.array(rgb, dtype=np.uint8)
+            pixels.setflags(write=False)  # shared by the cache: no task may change it
+            return pixels
     except (OSError, ValueError, SyntaxError) as exc:  # Pillow reports broken data as these
         raise PhotoError(path, f"cannot decode ({exc}); the file is damaged, copy it again") from None
 
