@@ -9,6 +9,7 @@ cuts that region out of them, and interpolates it one axis at a time (see
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterator, Sequence, Set as AbstractSet
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from voxelstream import geometry
 from voxelstream.limits import check_output_size
 from voxelstream.store import DEFAULT_CHUNK
 
-from .kernels import ORDERS, apply_taps, axis_taps
+from .kernels import ORDERS, AxisTaps, apply_taps, axis_taps
 
 __all__ = ["resample", "output_shape", "axis_order", "RESAMPLE_STAGE"]
 
@@ -77,6 +78,16 @@ class _ChunkPlan:
     lead: int
 
 
+@functools.lru_cache(maxsize=4096)
+def _taps(j0: int, j1: int, ratio: float, n_in: int, order: int) -> AxisTaps:
+    # the same few output ranges recur along each axis (one per block row): compute them once
+    taps = axis_taps(j0, j1, ratio, n_in, order)
+    for arr in (taps.index, taps.weight):
+        if arr is not None:
+            arr.flags.writeable = False  # shared by every task and thread
+    return taps
+
+
 def _resample_chunk(blocks: list[np.ndarray], plan: _ChunkPlan) -> np.ndarray:
     """One output chunk: assemble the input region from its blocks, then interpolate."""
     # interpolating orders work in float32: converting while assembling costs no extra pass
@@ -91,7 +102,7 @@ def _resample_chunk(blocks: list[np.ndarray], plan: _ChunkPlan) -> np.ndarray:
 
 def _interpolate(region: np.ndarray, plan: _ChunkPlan, order: int) -> np.ndarray:
     for a in plan.axes:
-        taps = axis_taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], order)
+        taps = _taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], order)
         region = apply_taps(region, plan.lead + a, taps, plan.region_lo[a], _COMPUTE_DTYPE)
     return region
 
@@ -121,7 +132,7 @@ def _axis_spans(in_chunks: tuple[int, ...], out_chunks: tuple[int, ...], ratio: 
     spans = []
     for b in range(len(out_chunks)):
         j0, j1 = int(out_cuts[b]), int(out_cuts[b + 1])
-        taps = axis_taps(j0, j1, ratio, n_in, order)
+        taps = _taps(j0, j1, ratio, n_in, order)
         first = int(np.searchsorted(in_cuts, taps.lo, side="right")) - 1
         last = int(np.searchsorted(in_cuts, taps.hi - 1, side="right")) - 1
         pieces = []
