@@ -77,11 +77,15 @@ def test_task_commands_live_under_the_task_name(two_tasks, capsys):
     # the same command word in two tasks: each runs its own
     assert main(["beta", "train"]) == 0
     assert capsys.readouterr().out.strip() == "beta says hello to world scheduler=None"
-    # task commands are not at the top level
-    with pytest.raises(SystemExit) as exit_:
-        main(["hello"])
+    # task commands are not at the top level: the error says where they live
+    assert main(["hello"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        "error: 'hello' is not a top-level command: task commands live under their task: "
+        "'voxelstream alpha hello' or 'voxelstream beta hello'")
+    with pytest.raises(SystemExit) as exit_:  # a word no task knows: argparse's own answer
+        main(["nonsense"])
     assert exit_.value.code == 2
-    assert "invalid choice: 'hello'" in capsys.readouterr().err
+    assert "invalid choice: 'nonsense'" in capsys.readouterr().err
 
 
 def test_task_help_lists_its_commands_and_the_top_help_lists_tasks(two_tasks, capsys):
@@ -107,8 +111,8 @@ def test_real_first_party_namespaces():
         assert f"\n    {cmd}" in out.stdout
     out = run_cli(["ct", "--help"])
     assert out.returncode == 0 and "preprocess" in out.stdout and "phantoms" in out.stdout
-    old = run_cli(["preprocess", "--help"])
-    assert old.returncode == 2 and "invalid choice: 'preprocess'" in old.stderr
+    old = run_cli(["preprocess", "--help"])  # the name before task namespaces
+    assert old.returncode == 2 and "'voxelstream ct preprocess'" in old.stderr and not old.stdout
 
 
 def test_task_name_clash_is_a_warning_before_help_and_an_error_only_for_that_task(tmp_path):

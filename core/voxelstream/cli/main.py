@@ -76,6 +76,7 @@ class Cli:
     parser: argparse.ArgumentParser
     problems: list[str] = field(default_factory=list)
     entries: dict[tuple[str, ...], _Entry] = field(default_factory=dict)
+    top: set[str] = field(default_factory=set)  # the first words argparse accepts
 
 
 def _engine_specs() -> list[CommandSpec]:
@@ -147,6 +148,7 @@ def build_cli(argv: Sequence[str] = ()) -> Cli:
         cp = _sub_parser(sub, cmd.name, cmd.help, cmd.description)
         cp.set_defaults(_run=cmd.run, _where=f"voxelstream {cmd.name}", _plugin=None)
         cli.entries[(cmd.name,)] = _Entry(cmd, cp, f"voxelstream {cmd.name}", None)
+        cli.top.add(cmd.name)
     for plugin, errors in plugin_errors(("tasks",)).items():
         cli.problems.extend(f"plugin {plugin!r}: {e}; see 'voxelstream plugins'" for e in errors)
     for name, regs in registrations("tasks").items():
@@ -159,12 +161,14 @@ def build_cli(argv: Sequence[str] = ()) -> Cli:
         except PluginConflictError as exc:
             cli.problems.append(str(exc))
             _add_conflicted_task(sub, name, str(exc))
+            cli.top.add(name)
             continue
         except PluginError as exc:
             cli.problems.append(f"{exc}; its commands are not available")
             continue
         try:
             _add_task(cli, sub, task)
+            cli.top.add(name)
         except Exception as exc:  # a malformed TaskSpec (e.g. a command that is not a CommandSpec)
             cli.problems.append(f"plugin {task.plugin!r}: task {name!r} cannot be listed: "
                                 f"{traceback.format_exception_only(type(exc), exc)[-1].strip()}")
@@ -178,6 +182,19 @@ def build_cli(argv: Sequence[str] = ()) -> Cli:
                 raise
             raise PluginError(_bug_line(entry.where, entry.plugin, exc)) from exc
     return cli
+
+
+def _task_hint(argv: Sequence[str], cli: Cli) -> str | None:
+    """For a task's command typed at the top (``voxelstream preprocess``, the names before
+    task namespaces): where it lives now. ``None`` when argparse should answer."""
+    words = [w for w in argv if not w.startswith("-")]
+    if not words or words[0] in cli.top:
+        return None
+    homes = [key[0] for key in cli.entries if len(key) == 2 and key[1] == words[0]]
+    if not homes or words[0] in homes:
+        return None
+    where = " or ".join(f"'voxelstream {task} {words[0]}'" for task in homes)
+    return f"'{words[0]}' is not a top-level command: task commands live under their task: {where}"
 
 
 def _bug_line(where: str, plugin: str | None, exc: BaseException) -> str:
@@ -196,6 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     for problem in cli.problems:
         print(f"warning: {problem}", file=sys.stderr)
+    hint = _task_hint(argv, cli)
+    if hint:
+        print(f"error: {hint}", file=sys.stderr)
+        return 2
     args = cli.parser.parse_args(argv)
     run = getattr(args, "_run", None)
     if run is None:  # no command: a task's or the top-level help
