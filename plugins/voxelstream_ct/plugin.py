@@ -1,4 +1,4 @@
-"""Registers CT support with voxelstream (entry point ``ct``): the ``hu_window`` stage and
+"""Registers CT support with voxelstream (entry point ``ct``): the ``hu_window`` and ``lung_mask`` stages and
 the ``ct`` task with its ``preprocess`` and ``phantoms`` commands.
 
 Every ``voxelstream`` start imports this module, so it imports only light modules: the
@@ -16,10 +16,13 @@ from .preprocess_cmd import PREPROCESS
 
 @vs.hookimpl
 def voxelstream_stages() -> list[vs.LazySpec]:
-    """``hu_window``: clip Hounsfield units to a window and scale to [0, 1]."""
+    """``hu_window``: clip Hounsfield units to a window and scale to [0, 1]; ``lung_mask``:
+    which voxels are lung (uint8)."""
     return [
         vs.LazySpec("hu_window", "voxelstream_ct.windowing:HU_WINDOW_STAGE",
                     description="clip Hounsfield units to a window (preset or lo/hi) and scale to [0, 1]"),
+        vs.LazySpec("lung_mask", "voxelstream_ct.lungmask:LUNG_MASK_STAGE",
+                    description="mask the lungs of a chest CT (threshold, enclosed air per slice, closing)"),
     ]
 
 

@@ -7,6 +7,7 @@ import argparse
 from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.constants import DEFAULT_CHUNK
 
+from .outputs import ISO_OUTPUT, LUNG_MASK_OUTPUT
 from .presets import DEFAULT_PRESET, DTYPES, PRESETS
 
 # dask and zarr are imported when the command runs, not when the CLI lists it
@@ -53,7 +54,11 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dtype", choices=DTYPES, default="float32",
                    help="windowed output type (default float32; float16 errs <= 2.4e-4, uint8 stores 0..255)")
     p.add_argument("--input", default="image", help="which stored output to read (default image)")
-    p.add_argument("--name", default="iso", help="output name: writes volumes/<id>/NAME (default iso)")
+    p.add_argument("--name", default=ISO_OUTPUT, help=f"output name: writes volumes/<id>/NAME (default {ISO_OUTPUT})")
+    p.add_argument("--lung-mask", action="store_true",
+                   help=f"also write the lungs' mask (stage lung_mask on NAME, uint8) as volumes/<id>/{LUNG_MASK_OUTPUT}")
+    p.add_argument("--lung-margin", type=float, default=0.0, metavar="MM",
+                   help="with --lung-mask: grow the mask by MM (e.g. the largest nodule radius sought; default 0)")
     p.add_argument("--chunks", type=int, default=DEFAULT_CHUNK, metavar="N",
                    help=f"output chunk edge in voxels (default {DEFAULT_CHUNK})")
     p.add_argument("--force", action="store_true", help="recompute volumes already done with the same parameters")
@@ -64,11 +69,17 @@ def _run(args: argparse.Namespace) -> int:
     window = tuple(args.window) if args.window else None
     stages = preprocess_stages(tuple(args.spacing), args.order, window, preset, args.dtype, args.chunks)
     store = open_store(args.store)
+    accepts = {"modality": "CT", "spatial_ndim": 3, "units": "mm"}
     with use_scheduler(args.scheduler):
         report = run_pipeline(store, stages, input=args.input, output=args.name, chunks=args.chunks,
-                              force=args.force, command="preprocess",
-                              accepts={"modality": "CT", "spatial_ndim": 3, "units": "mm"})
-    return report.exit_code
+                              force=args.force, command="preprocess", accepts=accepts)
+        code = report.exit_code
+        if args.lung_mask:  # from NAME: same grid and chunks; lung_mask reads a windowed NAME too
+            mask = [StageCall("lung_mask", {"margin_mm": float(args.lung_margin)})]
+            report = run_pipeline(store, mask, input=args.name, output=LUNG_MASK_OUTPUT, chunks=args.chunks,
+                                  force=args.force, command="preprocess", accepts=accepts)
+            code = max(code, report.exit_code)
+    return code
 
 
 PREPROCESS = CommandSpec(
@@ -83,7 +94,8 @@ PREPROCESS = CommandSpec(
         "parameters under the 'voxelstream' attributes), prints '[n/N] <id>\\t<shape>' per volume and a\n"
         "manifest under runs/. Volumes already done with the same parameters are skipped (--force\n"
         "redoes them); a volume that fails is reported on stderr and the others finish (exit status 1).\n"
-        "The same work as a pipeline file: examples/preprocess.toml with 'voxelstream run'.\n\n"
+        "The same work as a pipeline file: examples/preprocess.toml with 'voxelstream run'.\n"
+        f"--lung-mask also writes volumes/<id>/{LUNG_MASK_OUTPUT}: 1 inside the lungs (stage lung_mask).\n\n"
         "example:\n"
         "  voxelstream ct preprocess --store data.zarr --spacing 1 1 1 --preset lung"
     ),
