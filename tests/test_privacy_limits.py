@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from voxelstream.limits import OutputTooLargeError, check_output_size, format_bytes, parse_bytes
-from voxelstream.privacy import printable, salted_hash, source_origin
+from voxelstream.privacy import printable, redact_paths, salted_hash, source_origin
 
 
 @pytest.mark.parametrize("raw, shown", [
@@ -28,6 +28,15 @@ from voxelstream.privacy import printable, salted_hash, source_origin
 def test_printable_escapes_only_what_a_terminal_acts_on(raw: str, shown: str) -> None:
     assert printable(raw) == shown
     assert all(ch.isprintable() for ch in printable(raw))
+
+
+def test_redact_paths_hashes_inputs_whole_and_other_absolute_paths() -> None:
+    roots = ["/data/DOE JANE"]
+    text = "/data/DOE JANE/s 1/im.dcm: truncated; see /var/x/y.log for more"
+    got = redact_paths(text, roots, b"k")
+    assert got == (f"<path {salted_hash('/data/DOE JANE/s 1/im.dcm', b'k')}>: truncated; see "
+                   f"<path {salted_hash('/var/x/y.log', b'k')}> for more")
+    assert redact_paths("series 1.2.3: im.dcm: ratio 1/2", roots, b"k") == "series 1.2.3: im.dcm: ratio 1/2"
 
 
 def test_salted_hash_is_hmac_sha256_of_the_text() -> None:
@@ -132,11 +141,14 @@ def test_ingest_prints_escaped_ids_and_stores_no_path(tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     uid = "1.2.3\x1b[2J\x1b]0;pwned\x07.4\n5"
     _crafted_series(folder, uid)
+    (folder.parent / "broken dir").mkdir()
+    (folder.parent / "broken dir" / "x.dcm").write_bytes(b"not a dicom file" * 20)  # its error goes in the manifest
     store = tmp_path / "s.zarr"
     env = {**os.environ, "VOXELSTREAM_SALT": "test-salt"}
     proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "ingest", str(tmp_path / "DOE^JANE_MRN12345_ACC777"),
                            "--store", str(store)], capture_output=True, text=True, timeout=300, env=env)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.count("error:") == 1 and "broken dir" in proc.stderr  # the terminal shows the path
     assert "\x1b" not in proc.stdout + proc.stderr and "\x07" not in proc.stdout
     assert proc.stdout.count("\n") == 1 and printable(uid) in proc.stdout
     # nothing under the store names the folder: attributes, manifests, every file
@@ -144,6 +156,7 @@ def test_ingest_prints_escaped_ids_and_stores_no_path(tmp_path: Path) -> None:
         if f.is_file() and f.suffix in ("", ".json"):
             text = f.read_bytes().decode("utf-8", "replace")
             assert "DOE^JANE" not in text and "MRN12345" not in text and str(tmp_path) not in text, f
+            assert "broken dir" not in text, f
     kept = tmp_path / "kept.zarr"
     proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "ingest", str(folder), "--store", str(kept),
                            "--keep-phi"], capture_output=True, text=True, timeout=300, env=env)

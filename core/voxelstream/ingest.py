@@ -100,7 +100,7 @@ def ingest(
     ``allow_outside_data`` lets headers point at data files outside their folder.
     """
     from .nonfinite import describe_non_finite
-    from .privacy import salted_hash
+    from .privacy import redactor, salted_hash
 
     options = ReadOptions(keep_phi=keep_phi, allow_outside_data=allow_outside_data)
     inputs_record = [str(i) if keep_phi else salted_hash(os.path.abspath(i)) for i in inputs]
@@ -110,4 +110,5 @@ def ingest(
         force=force, keep_phi=keep_phi, provenance={"stage": "ingest"}, in_flight=in_flight,
         record={"inputs": inputs_record, "chunks": chunks}, numbered=False,
         skipped_text="already stored", out=out, err=err, describe=describe_non_finite,
+        redact=None if keep_phi else redactor([*map(str, inputs), *(os.path.abspath(i) for i in inputs)]),
     )

@@ -18,13 +18,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["SALT_ENV", "default_salt", "printable", "salted_hash", "source_origin"]
+__all__ = ["SALT_ENV", "default_salt", "printable", "redact_paths", "redactor", "salted_hash", "source_origin"]
 
 #: Environment variable that, when set, is the salt (e.g. one salt shared by a cluster's
 #: workers or by the machines writing one dataset).
@@ -90,6 +91,37 @@ def salted_hash(text: str, salt: bytes | None = None) -> str:
     key = default_salt() if salt is None else salt
     digest = hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
     return f"hmac-sha256:{digest[:32]}"
+
+
+# an absolute path as it appears in a message: from a "/" up to whitespace, a quote or ": "
+_PATH = re.compile(r"(?<![\w.])/[^\s'\"]+?(?=:\s|[\s'\"]|:?$)")
+
+
+def redact_paths(text: str, roots: Sequence[str] = (), salt: bytes | None = None) -> str:
+    """``text`` with every path replaced by ``<path hmac-sha256:...>`` (its salted hash):
+    error messages name files, and file paths name patients. Paths under one of ``roots``
+    (the inputs as the user gave them) are recognised whole, spaces included, up to a
+    ``": "`` or the end; other absolute paths up to whitespace."""
+    def hashed(m: re.Match[str]) -> str:
+        return f"<path {salted_hash(m.group(0), salt)}>"
+
+    for root in sorted({r for r in roots if r}, key=len, reverse=True):
+        text = re.sub(re.escape(root) + r"(?:/[^\n]*?)?(?=: |['\"]|$)", hashed, text)
+    return _PATH.sub(lambda m: m.group(0) if m.group(0).startswith("<path") else hashed(m), text)
+
+
+def redactor(roots: Sequence[str] = ()) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """A function redacting the paths (under ``roots`` or absolute) of a manifest item
+    (its ``item``, ``detail`` and text ``info`` values)."""
+    def redact(item: dict[str, Any]) -> dict[str, Any]:
+        out = dict(item)
+        for key in ("item", "detail"):
+            if isinstance(out.get(key), str):
+                out[key] = redact_paths(out[key], roots)
+        if isinstance(out.get("info"), dict):
+            out["info"] = {k: redact_paths(v, roots) if isinstance(v, str) else v for k, v in out["info"].items()}
+        return out
+    return redact
 
 
 def source_origin(

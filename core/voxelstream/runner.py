@@ -168,9 +168,11 @@ def stored_jobs(
 
 
 def default_in_flight(client: Any = None) -> int:
-    """Volumes in flight by default: on dask.distributed one per worker thread plus one (so a
-    worker never waits for the client), on threads 2 (each volume already uses every core;
-    a second one fills the gaps of small volumes). ``VOXELSTREAM_IN_FLIGHT`` overrides."""
+    """Volumes in flight by default: on dask.distributed two per worker thread (one computing,
+    one queued on the worker, so a worker never waits for a round trip through the client and
+    the scheduler; only the computing one holds memory), on threads 2 (each volume already uses
+    every core; a second one fills the gaps of small volumes). ``VOXELSTREAM_IN_FLIGHT`` (the
+    ``--in-flight`` option) overrides."""
     env = os.environ.get("VOXELSTREAM_IN_FLIGHT", "")
     if env:
         try:
@@ -179,7 +181,7 @@ def default_in_flight(client: Any = None) -> int:
             raise VoxelstreamError(f"VOXELSTREAM_IN_FLIGHT={env!r}: expected a whole number >= 1") from None
     if client is not None:
         threads = sum(client.nthreads().values()) or 1
-        return threads + 1
+        return 2 * threads
     return 2
 
 
@@ -311,6 +313,7 @@ def run_per_volume(
     skipped_text: str = "already done",
     out: TextIO | None = None,
     err: TextIO | None = None,
+    redact: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> BatchReport:
     """Write ``output`` of every job's volume into ``store``; returns the report (its
     ``exit_code`` is 1 when any volume failed).
@@ -328,6 +331,7 @@ def run_per_volume(
         resources: dask.distributed resources each volume's task needs (``{"GPU": 1}``).
         describe: extra text for a volume's done line, from the output :class:`Volume`.
         record: extra fields for the manifest.
+        redact: applied to each outcome (a dict) before it goes into the manifest.
         numbered: prefix lines with ``[n/N]``.
 
     Lines: ``[n/N] <id>\\t<shape>`` (done), ``[n/N] <id>\\t(already done)`` (skipped) on
@@ -412,9 +416,11 @@ def run_per_volume(
                     print(f"{prefix(n)}{printable(job.volume_id)}\t{shape}{extra}", file=out, flush=True)
                     add(Outcome(job.name, "done", info={**info, "shape": res["shape"]}), t0)
             progress.advance()
+    items = report.as_record()
+    if redact is not None:  # e.g. ingest without --keep-phi: no source path in the manifest
+        items = {"items": [redact(item) for item in items["items"]]}
     try:
-        store.write_manifest(command, {**(record or {}), "output": output, "params": dict(params),
-                                       **report.as_record()})
+        store.write_manifest(command, {**(record or {}), "output": output, "params": dict(params), **items})
     except VoxelstreamError as exc:
         print(printable(f"error: {exc}"), file=err, flush=True)
         report.outcomes.append(Outcome("manifest", "failed", str(exc)))
