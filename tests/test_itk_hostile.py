@@ -186,6 +186,10 @@ def test_huge_slices_are_read_in_row_bands() -> None:
     assert z == 1 and band * 20000 * 2 <= SLAB_BYTES and band == SLAB_BYTES // (20000 * 2)
     assert block_plan((300, 512, 512), 2) == (64, 512)
     assert block_plan((10, 4000, 4000), 4) == (1, 4000)  # 64 MB slice: whole
+    # random access (memory maps): the store's 64-slice depth, bands of rows in multiples of 64
+    assert block_plan((128, 4096, 4096), 2, deep=True) == (64, 128)
+    assert block_plan((1, 20000, 20000), 1, deep=True) == (1, 3328)
+    assert block_plan((300, 512, 512), 2, deep=True) == (64, 512)
 
 
 def test_sparse_raw_slice_values_and_blocks(tmp_path: Path) -> None:

@@ -82,5 +82,5 @@ def raw_array(layout: RawLayout, depth: int | None = None) -> da.Array:
         read_raw_block, layout.shape, layout.output_dtype, depth, path=layout.data_file, offset=layout.offset,
         dtype=layout.dtype, shape=layout.shape, compression=layout.compression, stream_start=layout.stream_start,
         slope=layout.slope,
-        inter=layout.inter, out_dtype=layout.out_dtype,
+        inter=layout.inter, out_dtype=layout.out_dtype, deep=not layout.compression,
     )

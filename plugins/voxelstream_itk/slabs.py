@@ -36,12 +36,25 @@ def slab_depth(slice_bytes: int, slices: int = SLAB_SLICES, max_bytes: int = SLA
 
 
 def block_plan(shape: tuple[int, ...], itemsize: int, depth: int | None = None,
-               max_bytes: int = SLAB_BYTES) -> tuple[int, int]:
-    """``(slices, rows)`` per task for an array of ``shape`` (z, y, x[, c]): whole slices
-    (``depth`` or :func:`slab_depth`) while one slice fits ``max_bytes``, else one slice
-    in bands of as many rows as fit."""
+               max_bytes: int = SLAB_BYTES, deep: bool = False) -> tuple[int, int]:
+    """``(slices, rows)`` per task for an array of ``shape`` (z, y, x[, c]).
+
+    Default (data read front to back, e.g. inflated streams): whole slices, ``depth`` or
+    as many as fit ``max_bytes`` (:func:`slab_depth`), and one slice in bands of rows when
+    a slice alone is larger. ``deep`` (random access, e.g. memory maps): :data:`SLAB_SLICES`
+    slices (the store's chunk depth) in bands of rows that fit ``max_bytes`` (multiples of
+    64 rows where possible), so that one block feeds whole store chunks: thin full-plane
+    slabs would make the store hold a whole 64-slice section of them at once."""
     row_bytes = int(np.prod(shape[2:], dtype=np.int64)) * itemsize
     slice_bytes = row_bytes * shape[1]
+    if deep:
+        z = min(shape[0], depth or SLAB_SLICES)
+        rows = max_bytes // max(1, z * row_bytes)
+        if rows < 1:  # even one row of that many slices is too much: fewer slices
+            return max(1, max_bytes // max(1, row_bytes)), 1
+        if rows < shape[1] and rows >= 64:
+            rows -= rows % 64
+        return z, min(shape[1], rows)
     if slice_bytes <= max_bytes:
         return (depth or slab_depth(slice_bytes, max_bytes=max_bytes)), shape[1]
     return 1, max(1, min(shape[1], max_bytes // max(1, row_bytes)))
@@ -61,15 +74,15 @@ def slab_array(
     *,
     path: str,
     max_bytes: int = SLAB_BYTES,
+    deep: bool = False,
     **kwargs: Any,
 ) -> da.Array:
-    """Dask array of ``shape`` (z first) whose blocks (see :func:`block_plan`) are each
+    """Dask array of ``shape`` (z first) whose blocks (see :func:`block_plan`; ``deep`` for
+    random-access sources) are each
     ``read(z0, z1, y0, y1, path=path, **kwargs)``. The graph name depends on the file's
     size and modification time, so a changed file is never served from a stale cache."""
     nz, ny = shape[0], shape[1]
-    zd, band = block_plan(shape, np.dtype(dtype).itemsize, depth, max_bytes)
-    if depth and zd != depth:
-        zd = depth
+    zd, band = block_plan(shape, np.dtype(dtype).itemsize, depth, max_bytes, deep)
     zb = [(z0, min(z0 + zd, nz)) for z0 in range(0, nz, zd)]
     yb = [(y0, min(y0 + band, ny)) for y0 in range(0, ny, band)]
     task = functools.partial(read, path=path, **kwargs)
