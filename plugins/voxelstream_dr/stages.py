@@ -23,7 +23,7 @@ import numpy as np
 from voxelstream.specs import StageSpec
 from voxelstream.stages import blockwise_stage
 
-from .fundus import border_block, crop_block, gaussian_halo, local_average, measure_fundus, scale_weights
+from .fundus import crop_block, gaussian_halo, local_average, measure_fundus, scale_weights
 
 __all__ = ["CROP_STAGE", "LOCAL_AVERAGE_STAGE", "BORDER_STAGE", "fundus_crop", "fundus_border", "measure_volume",
            "STAGES"]
@@ -92,17 +92,19 @@ def fundus_crop(volume: Any, radius: int = 256, fundus_radius: float | None = No
     return volume.replace(data=out, affine=volume.affine @ to_input, meta=meta)
 
 
-def _border(block: np.ndarray, fraction: float = 0.9, value: int = 128, block_info: Any = None) -> np.ndarray:
-    info = block_info[0]
-    offset = tuple(lo for lo, _ in info["array-location"][1:])
-    return border_block(block, offset, tuple(info["shape"][1:]), fraction, value)
-
-
 def fundus_border(volume: Any, fraction: float = 0.9, value: int = 128) -> Any:
     """Set the pixels farther than ``fraction * min(H, W) / 2`` from the centre to ``value``."""
+    import dask.array as da
+
     _need_2d(volume, "fundus_border")
-    out = volume.data.map_blocks(_border, dtype=volume.data.dtype, fraction=float(fraction), value=value)
-    return volume.replace(data=out)
+    data = volume.data
+    (h, w), (ych, xch) = volume.spatial_shape, data.chunks[1:]
+    # the circle as lazy coordinate arrays chunked like the image: every block computes its
+    # own part of the mask (the same arithmetic as border_block)
+    yy = da.arange(h, chunks=(ych,), dtype=np.float64)[:, None] - (h - 1) / 2
+    xx = da.arange(w, chunks=(xch,), dtype=np.float64)[None, :] - (w - 1) / 2
+    outside = yy**2 + xx**2 > (float(fraction) * min(h, w) / 2) ** 2
+    return volume.replace(data=da.where(outside[None], np.asarray(value, data.dtype), data))
 
 
 CROP_STAGE = StageSpec(
