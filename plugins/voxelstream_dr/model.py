@@ -23,9 +23,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from voxelstream.specs import ModelSpec
+
 from .options import MODEL_NAME, TARGETS
 
-__all__ = ["NetConfig", "GradeNet", "build", "MODEL_NAME"]
+__all__ = ["NetConfig", "GradeNet", "build", "MODEL_NAME", "MODEL_SPEC"]
 
 
 @dataclass(frozen=True)
@@ -124,3 +126,7 @@ def build(config: dict[str, Any] | NetConfig, seed: int = 0) -> GradeNet:
     """The model for ``config`` with weights initialised from ``seed`` (the ModelSpec builder)."""
     cfg = config if isinstance(config, NetConfig) else NetConfig.from_dict(dict(config))
     return GradeNet(cfg, init=np.random.default_rng([seed, 3]), rngs=nnx.Rngs(params=seed, dropout=seed))
+
+
+MODEL_SPEC = ModelSpec(name=MODEL_NAME, build=build,
+                       description="VGG-like 2-D CNN grading fundus photographs 0-4 (regression or softmax head)")

@@ -4,8 +4,6 @@ Importing this module stays cheap (no JAX, scipy or dask)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import voxelstream
 
 from .commands import COMMANDS
@@ -33,22 +31,10 @@ def voxelstream_stages() -> list[voxelstream.LazySpec]:
     ]
 
 
-def build(config: dict[str, Any], seed: int = 0) -> Any:
-    """Build the grader (imports JAX/Flax only now: listing plugins must stay cheap)."""
-    from .model import build as build_net
-
-    return build_net(config, seed)
-
-
 @voxelstream.hookimpl
-def voxelstream_models() -> list[voxelstream.ModelSpec]:
-    return [
-        voxelstream.ModelSpec(
-            name=MODEL_NAME,
-            build=build,
-            description="VGG-like 2-D CNN grading fundus photographs 0-4 (regression or softmax head)",
-        )
-    ]
+def voxelstream_models() -> list[voxelstream.LazySpec]:
+    return [voxelstream.LazySpec(MODEL_NAME, "voxelstream_dr.model:MODEL_SPEC",
+                                 description="VGG-like 2-D CNN grading fundus photographs 0-4 (regression or softmax)")]
 
 
 @voxelstream.hookimpl
