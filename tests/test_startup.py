@@ -79,3 +79,15 @@ def test_console_script_help_imports_no_heavy_module():
     imported = [line.rsplit("|", 1)[1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")]
     assert "voxelstream.cli.main" in imported
     assert _heavy(imported) == []
+
+
+def test_store_command_with_nothing_to_do_imports_no_array_library(tmp_path):
+    """Issue 13.2: a store command's fixed cost. Opening a store and finding no work reads JSON
+    only; numpy (geometry) and dask (the scheduler) are allowed, zarr and dask.array are not."""
+    import voxelstream as vs
+
+    vs.open_store(tmp_path / "empty.zarr", create=True)
+    modules = _modules_after(["ct", "preprocess", "--store", str(tmp_path / "empty.zarr")], tmp_path)
+    assert "voxelstream.store.store" in modules  # it did open the store
+    heavy = [m for m in _heavy(modules) if m.split(".")[0] not in ("numpy", "dask") or m.startswith("dask.array")]
+    assert heavy == []

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from .batch import BatchReport
 from .errors import VoxelstreamError
-from .plugins import get_stage
+from .plugins import get_stage, require
 from .runner import Accepts, run_per_volume, stored_jobs
 from .store import Store
 from .volume import Volume
@@ -77,7 +77,7 @@ def run_pipeline(
     :class:`~voxelstream.runner.Accepts`) skips volumes of other modalities with a note.
     """
     for call in stages:  # fail fast on unknown stage names, before touching any volume
-        get_stage(call.name)
+        require("stages", call.name)  # without importing the stage (dask) before there is work
     stages = tuple(stages)
     params = {"input": input, "stages": [c.as_dict() for c in stages], "chunks": chunks}
     jobs = stored_jobs(store, input, functools.partial(_build, store, input, stages), accepts=accepts)

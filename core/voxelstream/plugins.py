@@ -45,6 +45,7 @@ __all__ = [
     "get_stage",
     "get_model_spec",
     "get_task",
+    "require",
     "register",
     "reset",
 ]
@@ -251,14 +252,22 @@ def _resolve(reg: Registration) -> Any:
     return spec
 
 
-def _lookup(kind: str, name: str) -> Any:
+def require(kind: str, name: str) -> Registration:
+    """Check that exactly one plugin registers ``name`` of ``kind`` (else
+    :class:`UnknownNameError` or :class:`PluginConflictError`) without importing a lazily
+    registered spec: a fail-fast check before work that may not need the spec at all (a
+    pipeline over a store with nothing to do must not import dask for its stages)."""
     reg = _registrations(kind)
     if name not in reg:
         known = ", ".join(sorted(reg)) or "none"
         raise UnknownNameError(f"no {_KINDS[kind][2]} named {name!r} (installed: {known})")
     if len(reg[name]) > 1:
         raise PluginConflictError(_conflict_message(kind, name, reg[name]))
-    return _resolve(reg[name][0])
+    return reg[name][0]
+
+
+def _lookup(kind: str, name: str) -> Any:
+    return _resolve(require(kind, name))
 
 
 def _usable(kind: str) -> Iterator[tuple[str, Any]]:

@@ -5,11 +5,26 @@ array), :meth:`Store.read_region` (numpy for a region) and :meth:`Store.reader` 
 handle for dask tasks); they never build store paths themselves.
 """
 
-from .chunkio import ChunkError
+from typing import Any
+
+from ..constants import DEFAULT_CHUNK
 from .ids import safe_id
-from .planning import DEFAULT_CHUNK, default_chunks, default_compressor
-from .reading import OutputReader
 from .store import Store, open_store
+
+# these need zarr, numcodecs or dask: imported on first use, so that opening a store and
+# listing its volumes (every store command's fixed cost) stays cheap
+_LAZY = {"ChunkError": ".chunkio", "default_chunks": ".planning", "default_compressor": ".planning",
+         "OutputReader": ".reading"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["Store", "open_store", "OutputReader", "ChunkError", "safe_id", "DEFAULT_CHUNK", "default_chunks",
            "default_compressor"]

@@ -17,7 +17,7 @@ from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
 __all__ = ["DEFAULT_CHUNK", "default_chunks", "default_compressor", "default_codecs", "chunk_shape", "write_blocks",
            "whole_chunk_blocks", "all_in_order", "fused", "sections", "WRITE_BLOCK_BYTES", "SECTION_TASKS"]
 
-DEFAULT_CHUNK = 64
+from ..constants import DEFAULT_CHUNK  # defined once, where the CLI can read it without dask
 
 def default_compressor() -> BloscCodec:
     """Blosc LZ4 with byte shuffle: measured fastest for CT int16 both ways while still

@@ -15,31 +15,37 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
-import zarr
-from zarr.storage import LocalStore
 
+from ..constants import DEFAULT_CHUNK
 from ..errors import StoreError
 from ..volume import Volume
 from . import layout, ome
-from .chunkio import ChunkError, write_chunk
 from .ids import safe_id
 from .layout import jsonable
 from .locks import output_lock, try_lock
-from .planning import (
-    DEFAULT_CHUNK,
-    all_in_order,
-    chunk_shape,
-    default_chunks,
-    default_codecs,
-    default_compressor,
-    fused,
-    sections,
-    whole_chunk_blocks,
-    write_blocks,
-)
-from .reading import OutputReader
+
+# zarr, numcodecs and dask are imported by the methods that read or write chunks: opening a
+# store and listing its volumes (the fixed cost of every store command) reads JSON only
+_LAZY = {"default_chunks": ".planning", "default_compressor": ".planning", "ChunkError": ".chunkio",
+         "OutputReader": ".reading"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __package__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+def write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info: Any = None) -> np.ndarray:
+    """:func:`.chunkio.write_chunk` (zarr, numcodecs), imported on the first chunk written; a
+    module-level name dask pickles by reference and tests can replace. Same signature: dask
+    passes ``block_info`` only to functions that declare it."""
+    from .chunkio import write_chunk as write
+
+    return write(block, root, path, token, block_info=block_info)
+
 
 __all__ = ["Store", "open_store", "DEFAULT_CHUNK", "default_chunks", "default_compressor", "jsonable",
            "ChunkError", "OutputReader"]
@@ -158,6 +164,8 @@ class Store:
         """A small picklable handle on a complete output for dask tasks: ``.shape``,
         ``.dtype``, ``.chunks`` (channel axis first) and ``[slices]`` -> numpy, reading only
         the chunks touched (verified by their checksums). Each process opens the array once."""
+        from .reading import OutputReader
+
         token = self.completion_token(volume_id, name)
         a = self.output_attrs(volume_id, name)
         return OutputReader.create(str(self.path), layout.output_rel(volume_id, name) + "/" + layout.ARRAY,
@@ -260,6 +268,8 @@ class Store:
         ``keep_phi``. With ``compute=False`` returns ``(delayed_write, finish)``: compute the
         first, then call ``finish()`` to commit.
         """
+        import dask
+
         if compute:
             with self.output_lock(volume_id, name):
                 delayed, finish = self._stage(volume, volume_id, name, chunks, params, fingerprint, provenance,
@@ -276,6 +286,12 @@ class Store:
     def _stage(self, volume: Volume, volume_id: str, name: str, chunks: Any, params: Any, fingerprint: Any,
                provenance: Any, keep_phi: bool, before_commit: Callable[[], None] | None,
                whole: bool = False) -> tuple[list[Any], Callable[[], None]]:
+        import zarr
+        from zarr.storage import LocalStore
+
+        from .planning import (all_in_order, chunk_shape, default_codecs, fused, sections, whole_chunk_blocks,
+                               write_blocks)
+
         self.check_writable()
         final_rel = layout.output_rel(volume_id, name)  # also checks the ids
         data = volume.data
