@@ -89,13 +89,24 @@ def lung_mask_block(block: np.ndarray, threshold: float = -400.0, closing_mm: fl
     inner = np.empty_like(air)
     for k in range(air.shape[0]):
         inner[k] = _enclosed_air(air[k], min_area_vox)
-    closed = _close(inner, float(closing_mm), tuple(float(s) for s in spacing))
+    out = np.zeros((1, *air.shape), np.uint8)
+    ys, xs = np.nonzero(inner.any(axis=0))
+    if len(ys) == 0:
+        return out
+    # work on the air's bounding box in y/x grown by 2 r + m (+1 voxel): everything the
+    # closing and the margin can reach, so the distance transforms are exact and cheap
+    sampling = tuple(float(s) for s in spacing)
+    reach = 2.0 * float(closing_mm) + float(margin_mm)
+    pad = [int(math.ceil(reach / sampling[a])) + 1 for a in (1, 2)]
+    box = (slice(None), slice(max(ys.min() - pad[0], 0), ys.max() + pad[0] + 1),
+           slice(max(xs.min() - pad[1], 0), xs.max() + pad[1] + 1))
+    closed = _close(inner[box], float(closing_mm), sampling)
     for k in range(closed.shape[0]):
         closed[k] = ndimage.binary_fill_holes(closed[k])
     if margin_mm > 0 and closed.any():
-        sampling = tuple(float(s) for s in spacing)
         closed = ndimage.distance_transform_edt(~closed, sampling=sampling) <= float(margin_mm)
-    return closed[None].astype(np.uint8)
+    out[(0, *box)] = closed
+    return out
 
 
 def _halo(closing_mm: float = 5.0, margin_mm: float = 0.0,
