@@ -15,11 +15,8 @@ Two jobs, one module:
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import re
-import secrets
 import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -63,6 +60,8 @@ def default_salt() -> bytes:
     """The salt of :func:`salted_hash`: ``$VOXELSTREAM_SALT`` when set, otherwise 32 random
     bytes kept in ``$XDG_CONFIG_HOME/voxelstream/salt`` (``~/.config``), created on first
     use readable by its owner only. Same user, same salt: reruns recognise their sources."""
+    import secrets  # here: the CLI imports this module at every start, for printable()
+
     env = os.environ.get(SALT_ENV)
     if env:
         return env.encode()
@@ -88,6 +87,9 @@ def default_salt() -> bytes:
 
 def salted_hash(text: str, salt: bytes | None = None) -> str:
     """``"hmac-sha256:"`` plus the first 32 hex digits of HMAC-SHA256(salt, text)."""
+    import hashlib
+    import hmac
+
     key = default_salt() if salt is None else salt
     digest = hmac.new(key, text.encode("utf-8", "surrogateescape"), hashlib.sha256).hexdigest()
     return f"hmac-sha256:{digest[:32]}"

@@ -20,6 +20,8 @@ import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from ..privacy import printable  # stdlib only: cheap at every start
+
 from ..errors import PluginConflictError, PluginError, VoxelstreamError
 from ..plugins import plugin_errors, registrations, get_task
 from ..specs import CommandSpec, TaskSpec
@@ -209,7 +211,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cli = build_cli(argv)
     except PluginError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     for problem in cli.problems:
         print(f"warning: {problem}", file=sys.stderr)
@@ -228,7 +230,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except VoxelstreamError as exc:
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(printable(f"error: {exc}"), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("interrupted: completed outputs are kept; re-run to finish the rest", file=sys.stderr)
@@ -236,7 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # a bug: one line naming whose, the traceback on request
         if os.environ.get(DEBUG_ENV):
             raise
-        print(f"error: {_bug_line(args._where, args._plugin, exc)}", file=sys.stderr)
+        print(printable(f"error: {_bug_line(args._where, args._plugin, exc)}"), file=sys.stderr)
         return 1
 
 
