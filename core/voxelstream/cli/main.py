@@ -66,7 +66,7 @@ class _Entry:
     """One runnable command: its spec, its parser, and where it comes from."""
 
     spec: CommandSpec
-    parser: argparse.ArgumentParser
+    parser: argparse.ArgumentParser | None  # None: another task's command, not parsed this time
     where: str  # "voxelstream ingest", "voxelstream TASK COMMAND"
     plugin: str | None  # None: the engine's own
 
@@ -107,21 +107,25 @@ def _add_conflicted_task(sub: argparse._SubParsersAction, name: str, message: st
     p.set_defaults(_run=run, _where=f"voxelstream {name}", _plugin=None)
 
 
-def _add_task(cli: Cli, sub: argparse._SubParsersAction, task: TaskSpec) -> None:
+def _add_task(cli: Cli, sub: argparse._SubParsersAction, task: TaskSpec, chosen: bool) -> None:
+    """The task's word, and its commands' parsers when ``argv`` names this task (building a
+    parser per command of every task would be most of what ``voxelstream --help`` costs)."""
     names = ", ".join(c.name for c in task.commands)
     p = _sub_parser(
         sub, task.name, f"{task.description or task.name} [{names}]",
         f"{task.description}\n\nModality: {task.modality}. Plugin: {task.plugin}.".lstrip(),
     )
     p.set_defaults(_help_parser=p)
-    task_sub = p.add_subparsers(metavar="COMMAND", title="commands")
+    task_sub = p.add_subparsers(metavar="COMMAND", title="commands") if chosen else None
     for cmd in task.commands:
         if (task.name, cmd.name) in cli.entries:
             cli.problems.append(f"task {task.name!r} defines command {cmd.name!r} twice; the first one is used")
             continue
-        cp = _sub_parser(task_sub, cmd.name, cmd.help, cmd.description)
         where = f"voxelstream {task.name} {cmd.name}"
-        cp.set_defaults(_run=cmd.run, _where=where, _plugin=task.plugin)
+        cp = None
+        if task_sub is not None:
+            cp = _sub_parser(task_sub, cmd.name, cmd.help, cmd.description)
+            cp.set_defaults(_run=cmd.run, _where=where, _plugin=task.plugin)
         cli.entries[(task.name, cmd.name)] = _Entry(cmd, cp, where, task.plugin)
 
 
@@ -130,7 +134,7 @@ def _selected(argv: Sequence[str], cli: Cli) -> tuple[str, ...] | None:
     read the way argparse will (top-level and task-level options take no value)."""
     words = [w for w in argv if not w.startswith("-")]
     for n in (1, 2):
-        if tuple(words[:n]) in cli.entries:
+        if tuple(words[:n]) in cli.entries and cli.entries[tuple(words[:n])].parser is not None:
             return tuple(words[:n])
     return None
 
@@ -146,6 +150,7 @@ def build_cli(argv: Sequence[str] = ()) -> Cli:
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(metavar="COMMAND", title="commands")
     cli = Cli(parser)
+    first = next((w for w in argv if not w.startswith("-")), None)
     for cmd in _engine_specs():
         cp = _sub_parser(sub, cmd.name, cmd.help, cmd.description)
         cp.set_defaults(_run=cmd.run, _where=f"voxelstream {cmd.name}", _plugin=None)
@@ -169,7 +174,7 @@ def build_cli(argv: Sequence[str] = ()) -> Cli:
             cli.problems.append(f"{exc}; its commands are not available")
             continue
         try:
-            _add_task(cli, sub, task)
+            _add_task(cli, sub, task, chosen=name == first)
             cli.top.add(name)
         except Exception as exc:  # a malformed TaskSpec (e.g. a command that is not a CommandSpec)
             cli.problems.append(f"plugin {task.plugin!r}: task {name!r} cannot be listed: "
