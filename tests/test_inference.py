@@ -65,18 +65,18 @@ def test_prob_geometry_covers_the_volume(setup):
     store, _, model, _ = setup
     iso, prob = store.open("scan", "iso"), store.open("scan", "prob")
     s = model.stride
-    assert prob.shape == tuple(-(-n // s) for n in SHAPE) == (15, 18, 13)
+    assert prob.shape == (1, 15, 18, 13) and prob.spatial_shape == tuple(-(-n // s) for n in SHAPE)
     assert prob.data.dtype == np.float32
     np.testing.assert_allclose(prob.spacing, np.multiply(iso.spacing, s))
     np.testing.assert_allclose(prob.direction, iso.direction, atol=1e-12)
     # every grid point is a window centre on an input voxel, inside the volume
-    grid = np.stack(np.meshgrid(*(np.arange(n) for n in prob.shape), indexing="ij"), -1).reshape(-1, 3)
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in prob.spatial_shape), indexing="ij"), -1).reshape(-1, 3)
     centres = iso.world_to_index(prob.index_to_world(grid))
     np.testing.assert_allclose(centres, np.rint(centres), atol=1e-6)
     np.testing.assert_allclose(np.diff(np.unique(np.rint(centres[:, 0]))), s)
     assert (centres > -0.5).all() and (centres < np.array(SHAPE) - 0.5).all()
     # the origin is the first window centre, and every voxel has a centre within s/2 per axis
-    np.testing.assert_allclose(prob.origin, iso.index_to_world(centres[0]), atol=1e-9)
+    np.testing.assert_allclose(prob.origin[::-1], iso.index_to_world(centres[0]), atol=1e-9)  # origin: array order
     for axis, n in enumerate(SHAPE):
         c = np.unique(np.rint(centres[:, axis]))
         assert np.abs(np.arange(n)[:, None] - c[None]).min(axis=1).max() <= s / 2
@@ -86,11 +86,11 @@ def test_prob_geometry_covers_the_volume(setup):
 def test_dense_equals_the_model_on_hand_cut_cubes(setup):
     store, _, model, data = setup
     iso, prob = store.open("scan", "iso"), store.open("scan", "prob")
-    dense = prob.data.compute()
+    dense = prob.data.compute()[0]  # channel-first (1, Z, Y, X)
     r = model.receptive_field
     padded = np.pad(data, r, constant_values=PAD)
     rng = np.random.default_rng(3)
-    picks = [(0, 0, 0), tuple(n - 1 for n in prob.shape)] + [tuple(rng.integers(0, prob.shape)) for _ in range(10)]
+    picks = [(0, 0, 0), tuple(n - 1 for n in dense.shape)] + [tuple(rng.integers(0, dense.shape)) for _ in range(10)]
     for g in picks:
         c = np.rint(iso.world_to_index(prob.index_to_world(np.array(g)))).astype(int)
         lo = c - r // 2 + r
@@ -102,8 +102,8 @@ def test_dense_equals_the_model_on_hand_cut_cubes(setup):
 def test_score_at_grid_points_equals_infer(setup):
     store, model_dir, _, _ = setup
     prob = store.open("scan", "prob")
-    dense = prob.data.compute()
-    grid = np.stack(np.meshgrid(*(np.arange(n) for n in prob.shape), indexing="ij"), -1).reshape(-1, 3)
+    dense = prob.data.compute()[0]
+    grid = np.stack(np.meshgrid(*(np.arange(n) for n in prob.spatial_shape), indexing="ij"), -1).reshape(-1, 3)
     grid = grid[np.random.default_rng(0).choice(len(grid), 200, replace=False)]
     world = prob.index_to_world(grid)
     got = score_points(store, model_dir, [Point("1.2.3", tuple(w)) for w in world], batch_size=32)
@@ -117,7 +117,7 @@ def test_tile_size_does_not_change_the_map(setup, tmp_path):
     ref = store.open("scan", "prob").data.compute()
     infer_store(store, model_dir, out_name="prob8", tile=8)
     other = store.open("scan", "prob8")
-    assert other.data.chunksize == (8, 8, 8)
+    assert other.data.chunksize == (1, 8, 8, 8)
     np.testing.assert_allclose(other.data.compute(), ref, atol=1e-6, rtol=0)
 
 
@@ -150,7 +150,7 @@ def _cli(cmd, argv):
 def test_cli_score_keeps_columns_and_matches_the_map(setup, tmp_path):
     store, model_dir, _, _ = setup
     prob = store.open("scan", "prob")
-    dense = prob.data.compute()
+    dense = prob.data.compute()[0]
     grid = np.array([[0, 0, 0], [7, 9, 6], [14, 17, 12]])
     world = prob.index_to_world(grid)
     points = tmp_path / "points.csv"
@@ -170,8 +170,9 @@ def test_cli_infer_and_its_errors(setup, tmp_path, capsys):
     assert "already done" in capsys.readouterr().out
     with pytest.raises(VoxelstreamError, match="model.json"):
         _cli(INFER, ["--store", str(store.path), "--model", str(tmp_path / "nope"), "--out-name", "x"])
-    with pytest.raises(VoxelstreamError, match="no volume has a complete 'nothing'"):
-        _cli(INFER, ["--store", str(store.path), "--model", str(model_dir), "--name", "nothing"])
+    # a volume without the input output is that volume's error line; the command exits 1
+    assert _cli(INFER, ["--store", str(store.path), "--model", str(model_dir), "--name", "nothing"]) == 1
+    assert "no 'nothing' output" in capsys.readouterr().err
     bad = tmp_path / "bad.csv"
     bad.write_text("seriesuid,coordX,coordY\n1.2.3,1,2\n")
     with pytest.raises(VoxelstreamError, match="coordZ"):

@@ -92,7 +92,7 @@ def test_positive_cubes_match_simpleitk_hand_cut(dataset):
         vol = vols[r.series_uid]
         img = sitk_image(vol)
         centre = sitk_centre_zyx(img, (r.world_x, r.world_y, r.world_z))
-        expected = hand_cube(np.asarray(vol.data), centre, EDGE, pad=0.0)
+        expected = hand_cube(np.asarray(vol.data[0]), centre, EDGE, pad=0.0)
         np.testing.assert_array_equal(cs.read([i])[0], expected)
         assert cs.labels()[i] == 1
     # the nodule at z index 2 reaches past the border: the cube is padded, not shifted
@@ -118,8 +118,8 @@ def test_negatives_are_clear_of_findings_and_inside_body(dataset):
             assert (gap > CUBE_MM / 2 + max(f.diameter_mm, 0) / 2).any(), (r, f)
         cube = cs.read([i])[0]
         assert cs.labels()[i] == 0
-        assert np.asarray(vol.data)[tuple(centre)] > 0.05  # the centre is body (tissue or lung)
-        np.testing.assert_array_equal(cube, hand_cube(np.asarray(vol.data), centre, EDGE, 0.0))
+        assert np.asarray(vol.data[0])[tuple(centre)] > 0.05  # the centre is body (tissue or lung)
+        np.testing.assert_array_equal(cube, hand_cube(np.asarray(vol.data[0]), centre, EDGE, 0.0))
 
 
 def test_same_seed_same_cubes_other_seed_other_negatives(dataset):
@@ -144,7 +144,7 @@ def test_augmented_cubes_are_flipped_turned_shifted_positives(dataset):
         vol = vols[r.series_uid]
         w = np.array([r.world_x, r.world_y, r.world_z])
         assert any(uid == r.series_uid and np.all(np.abs(w - np.array(c)) <= 3.0 + 1e-6) for uid, c in nodules)
-        raw = hand_cube(np.asarray(vol.data), sitk_centre_zyx(sitk_image(vol), w), EDGE, 0.0)
+        raw = hand_cube(np.asarray(vol.data[0]), sitk_centre_zyx(sitk_image(vol), w), EDGE, 0.0)
         cube = cs.read([i])[0]
         variants = (np.rot90(np.flip(raw, axis=ax) if ax else raw, k, axes=(1, 2))
                     for ax in itertools.chain.from_iterable(itertools.combinations(range(3), n) for n in range(4))
@@ -234,4 +234,4 @@ def test_cli_pipeline_on_project_phantoms(tmp_path, capsys):
     for i, r in positives:
         vol = store.open(r.series_uid, "iso")
         centre = sitk_centre_zyx(sitk_image(vol), (r.world_x, r.world_y, r.world_z))
-        np.testing.assert_array_equal(cs.read([i])[0], hand_cube(np.asarray(vol.data), centre, (48,) * 3, 0.0))
+        np.testing.assert_array_equal(cs.read([i])[0], hand_cube(np.asarray(vol.data[0]), centre, (48,) * 3, 0.0))

@@ -44,7 +44,7 @@ def phantom_volume(
     img = img + rng.normal(0, 0.02, size=img.shape) * (img > 0)
     img = np.clip(img, 0, 1).astype(np.float32)
     meta = {"series_uid": series_uid} if series_uid else {}
-    return vol.replace(data=da.from_array(img, chunks=chunks), meta=meta)
+    return vol.replace(data=da.from_array(img[None], chunks=(1, chunks, chunks, chunks)), meta=meta)
 
 
 def store_with(tmp_path, volumes: dict[str, Volume], name: str = "iso") -> voxelstream.Store:
@@ -56,8 +56,9 @@ def store_with(tmp_path, volumes: dict[str, Volume], name: str = "iso") -> voxel
 
 def sitk_image(vol: Volume) -> sitk.Image:
     """The volume as a SimpleITK image with the same geometry (set through ITK's own API)."""
-    img = sitk.GetImageFromArray(np.asarray(vol.data))
-    origin, spacing, direction = vol.origin, vol.spacing[::-1], vol.direction.ravel()
+    img = sitk.GetImageFromArray(np.asarray(vol.data[0]))  # the single channel of (1, Z, Y, X)
+    # Volume.origin/spacing are in array order (z, y, x); ITK wants (x, y, z)
+    origin, spacing, direction = vol.origin[::-1], vol.spacing[::-1], vol.direction.ravel()
     img.SetOrigin(tuple(float(v) for v in origin))
     img.SetSpacing(tuple(float(v) for v in spacing))
     img.SetDirection(tuple(float(v) for v in direction))

@@ -17,6 +17,7 @@ from voxelstream.volume import Volume
 from .annotations import Annotation, by_series
 from .cubeset import CubeRecord, CubeSet
 from .extract import cube_edge, read_cubes
+from .outputs import ISO_OUTPUT
 from .sampling import augment, clear_of_findings, draw_augmentations, inside_body, volume_rng
 
 __all__ = ["CubesReport", "build_cubes", "window_range", "DEFAULT_CUBE_MM", "DEFAULT_NEGATIVES"]
@@ -94,7 +95,7 @@ def build_cubes(
     annotations: Sequence[Annotation],
     out: str | Path,
     *,
-    name: str = "iso",
+    name: str = ISO_OUTPUT,
     cube_mm: float = DEFAULT_CUBE_MM,
     negatives_per_volume: int = DEFAULT_NEGATIVES,
     augment_copies: int = 0,

@@ -10,6 +10,7 @@ from voxelstream.store import open_store
 
 from .annotations import read_annotations
 from .froc import FP_RATES
+from .outputs import ISO_OUTPUT, PROB_OUTPUT
 from .scoring import series_volumes
 
 __all__ = ["plot_frocs", "plot_overlay"]
@@ -54,22 +55,22 @@ def plot_overlay(store_path: str, annotations_csv: Path, path: Path, title: str,
     probability map (``prob``, nearest grid point) in colour, annotations as circles."""
     plt = _pyplot()
     store = open_store(store_path)
-    volumes = series_volumes(store, "prob")
+    volumes = series_volumes(store, PROB_OUTPUT)
     rows = sorted((a for a in read_annotations(annotations_csv) if a.series_uid in volumes),
                   key=lambda a: -a.diameter_mm)[:n]
     fig, axes = plt.subplots(1, max(len(rows), 1), figsize=(4 * max(len(rows), 1), 4.3), dpi=100, squeeze=False)
     for ax, ann in zip(axes[0], rows):
         vid = volumes[ann.series_uid]
-        iso, prob = store.open(vid, "iso"), store.open(vid, "prob")
+        iso, prob = store.open(vid, ISO_OUTPUT), store.open(vid, PROB_OUTPUT)
         z = int(np.rint(iso.world_to_index(ann.world_xyz))[0])
-        z = min(max(z, 0), iso.shape[0] - 1)
-        ct = np.asarray(iso.data[z]).astype(np.float32)
+        z = min(max(z, 0), iso.spatial_shape[0] - 1)
+        ct = np.asarray(iso.data[0, z]).astype(np.float32)  # channel-first (1, Z, Y, X)
         yy, xx = np.mgrid[0 : ct.shape[0], 0 : ct.shape[1]]
         idx = np.stack([np.full(yy.size, z), yy.ravel(), xx.ravel()], axis=1)
         g = np.rint(prob.world_to_index(iso.index_to_world(idx))).astype(int)
-        inside = np.all((g >= 0) & (g < np.array(prob.shape)), axis=1)
+        inside = np.all((g >= 0) & (g < np.array(prob.spatial_shape)), axis=1)
         pmap = np.zeros(yy.size, dtype=np.float32)
-        pdata = np.asarray(prob.data)  # a probability map is small: stride^3 times fewer voxels
+        pdata = np.asarray(prob.data[0])  # a probability map is small: stride^3 times fewer voxels
         pmap[inside] = pdata[tuple(g[inside].T)]
         ax.imshow(ct, cmap="gray", vmin=0, vmax=1)
         ax.imshow(np.ma.masked_less(pmap.reshape(ct.shape), 0.1), cmap="inferno", vmin=0, vmax=1, alpha=0.55)

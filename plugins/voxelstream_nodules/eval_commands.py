@@ -10,6 +10,7 @@ from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.errors import VoxelstreamError
 
 from .annotations import read_annotations
+from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
 open_store = lazy_callable("voxelstream.store:open_store")
@@ -25,8 +26,6 @@ read_series_list = lazy_callable("voxelstream_nodules.froc:read_series_list")
 write_froc_json = lazy_callable("voxelstream_nodules.froc:write_froc_json")
 
 __all__ = ["DETECT", "EVALUATE", "PROB_OUTPUT"]
-
-PROB_OUTPUT = "prob"  # the store output written by ``voxelstream nodules infer``
 
 
 # -- detect --------------------------------------------------------------------------------------
@@ -58,7 +57,7 @@ def _run_detect(args: argparse.Namespace) -> int:
     # every CT volume 'infer' acts on (a complete 'iso') needs its map: one missing (an
     # interrupted or failed infer) is an error naming it, never a silently shorter list
     ct = {"modality": "CT", "spatial_ndim": 3, "units": "mm"}
-    expected = {j.volume_id for j in stored_jobs(store, "iso", str, accepts=ct) if j.error is None and j.note is None}
+    expected = {j.volume_id for j in stored_jobs(store, ISO_OUTPUT, str, accepts=ct) if j.error is None and j.note is None}
     missing = sorted(expected - set(ids))
     for vid in missing:
         print(f"error: {vid}: no complete '{PROB_OUTPUT}' map (an interrupted or failed infer?); "

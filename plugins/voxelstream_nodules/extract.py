@@ -7,21 +7,23 @@ never shifted to fit), so the centre voxel always sits at index ``e // 2`` insid
 
 Cubes are grouped by the chunk-aligned region they touch; one dask task per group reads that
 region once (only those chunks are decompressed) and cuts all of the group's cubes from it.
+Stored outputs are channel-first ``(1, Z, Y, X)``; the tasks read them through the store's
+public :class:`~voxelstream.store.reading.OutputReader` (picklable) and cubes are spatial
+``(D, H, W)``.
 """
 
 from __future__ import annotations
 
-import functools
 from collections import defaultdict
 from collections.abc import Sequence
+from typing import Any
 
 import dask
 import numpy as np
-import zarr
 
 from voxelstream.store import Store
 
-__all__ = ["cube_edge", "cube_starts", "cut_cube", "read_cubes", "chunk_groups"]
+__all__ = ["cube_edge", "cube_starts", "cut_cube", "read_cubes", "read_spatial", "chunk_groups"]
 
 
 def cube_edge(cube_mm: float, spacing_zyx: Sequence[float]) -> tuple[int, int, int]:
@@ -69,18 +71,18 @@ def chunk_groups(
     return dict(groups)
 
 
-@functools.lru_cache(maxsize=32)
-def _array(root: str, path: str, token: str = "") -> zarr.Array:
-    # token: an output rewritten at the same path must not be read through a stale handle
-    return zarr.open_array(store=root, path=path, mode="r")
+def read_spatial(reader: Any, region: Sequence[slice], channel: int = 0) -> np.ndarray:
+    """The spatial ``region`` (one slice per spatial axis) of one channel of a stored output,
+    read through its :meth:`Store.reader <voxelstream.store.Store.reader>` handle."""
+    return np.asarray(reader[(slice(channel, channel + 1), *region)])[0]
 
 
-def _read_group(root: str, path: str, token: str, key: tuple[int, ...], starts: np.ndarray,
+def _read_group(reader: Any, key: tuple[int, ...], starts: np.ndarray,
                 edge: tuple[int, ...], pad_value: float, dtype: str) -> np.ndarray:
     if not key:
         return np.full((len(starts), *edge), pad_value, dtype=dtype)
     region_start = key[0::2]
-    region = _array(root, path, token)[tuple(slice(a, b) for a, b in zip(key[0::2], key[1::2]))]
+    region = read_spatial(reader, [slice(a, b) for a, b in zip(key[0::2], key[1::2])])
     return np.stack([cut_cube(region, region_start, st, edge, pad_value) for st in starts])
 
 
@@ -88,19 +90,16 @@ def read_cubes(
     store: Store, volume_id: str, name: str, centres_zyx: np.ndarray, edge: Sequence[int], pad_value: float
 ) -> np.ndarray:
     """The cubes centred at the integer voxels ``centres_zyx`` (n, 3) of output ``name`` of
-    ``volume_id``, as (n, *edge), computed on the current dask scheduler."""
-    path = f"{Store.image_path(volume_id, name)}/0"
-    token = str(store.attrs(volume_id, name).get("token", ""))
-    arr = _array(str(store.path), path, token)
+    ``volume_id`` (channel 0), as (n, *edge), computed on the current dask scheduler."""
+    reader = store.reader(volume_id, name)
     edge = tuple(int(e) for e in edge)
     starts = cube_starts(centres_zyx, edge)
-    out = np.empty((len(starts), *edge), dtype=arr.dtype)
+    out = np.empty((len(starts), *edge), dtype=reader.dtype)
     if not len(starts):
         return out
-    groups = chunk_groups(starts, edge, arr.shape, arr.chunks)
+    groups = chunk_groups(starts, edge, reader.shape[1:], reader.chunks[1:])
     tasks = [
-        dask.delayed(_read_group, pure=True)(str(store.path), path, token, key, starts[members], edge,
-                                             float(pad_value), str(arr.dtype))
+        dask.delayed(_read_group, pure=True)(reader, key, starts[members], edge, float(pad_value), str(reader.dtype))
         for key, members in groups.items()
     ]
     for members, cubes in zip(groups.values(), dask.compute(*tasks)):

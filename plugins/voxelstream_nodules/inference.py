@@ -34,7 +34,6 @@ from typing import Any, TextIO
 import dask
 import dask.array as da
 import numpy as np
-import zarr
 
 from voxelstream.batch import BatchReport
 from voxelstream.errors import VoxelstreamError
@@ -43,7 +42,8 @@ from voxelstream.store import Store
 from voxelstream.volume import Volume
 
 from .cubes import window_range
-from .extract import cut_cube
+from .extract import cut_cube, read_spatial
+from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 __all__ = [
     "DEFAULT_TILE", "DEFAULT_CONCURRENT_TILES", "tiles_at_once", "Evaluator", "evaluator", "weights_digest", "DenseGrid",
@@ -170,57 +170,52 @@ def grid_volume_affine(affine: np.ndarray, grid: DenseGrid) -> np.ndarray:
 # -- tiles ------------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=32)
-def _zarr_array(root: str, path: str, token: str) -> zarr.Array:
-    # token: an input rewritten at the same path must not be read through a stale handle
-    return zarr.open_array(store=root, path=path, mode="r")
-
-
-def read_window(arr: Any, start: Sequence[int], edge: int, pad_value: float) -> np.ndarray:
-    """The ``edge^3`` window from ``start`` of the (Zarr) array ``arr`` as float32, with
-    ``pad_value`` past its border; only the chunks the window touches are read."""
-    lo = [min(max(int(s), 0), n) for s, n in zip(start, arr.shape)]
-    hi = [min(max(int(s) + edge, 0), n) for s, n in zip(start, arr.shape)]
+def read_window(reader: Any, start: Sequence[int], edge: int, pad_value: float) -> np.ndarray:
+    """The ``edge^3`` window from spatial index ``start`` of channel 0 of a stored output (its
+    :meth:`Store.reader <voxelstream.store.Store.reader>` handle, ``(1, Z, Y, X)``) as float32,
+    with ``pad_value`` past its border; only the chunks the window touches are read."""
+    shape = reader.shape[1:]
+    lo = [min(max(int(s), 0), n) for s, n in zip(start, shape)]
+    hi = [min(max(int(s) + edge, 0), n) for s, n in zip(start, shape)]
     if any(b <= a for a, b in zip(lo, hi)):
         return np.full((edge,) * 3, pad_value, dtype=np.float32)
-    region = np.asarray(arr[tuple(slice(a, b) for a, b in zip(lo, hi))], dtype=np.float32)
+    region = read_spatial(reader, [slice(a, b) for a, b in zip(lo, hi)]).astype(np.float32, copy=False)
     return cut_cube(region, lo, start, (edge,) * 3, pad_value)
 
 
-def _tile(root: str, path: str, token: str, model_dir: str, digest: str, grid: DenseGrid, tile: int,
-          pad_value: float, block_id: tuple[int, int, int] | None = None) -> np.ndarray:
+def _tile(reader: Any, model_dir: str, digest: str, grid: DenseGrid, tile: int,
+          pad_value: float, block_id: tuple[int, int, int, int] | None = None) -> np.ndarray:
     assert block_id is not None
-    g0 = [b * tile for b in block_id]
-    window = read_window(_zarr_array(root, path, token), grid.window_start(g0), grid.window_edge(tile), pad_value)
+    g0 = [b * tile for b in block_id[1:]]  # block_id[0]: the single channel
+    window = read_window(reader, grid.window_start(g0), grid.window_edge(tile), pad_value)
     probs = evaluator(model_dir, digest).probabilities(window[None])[0]
     keep = tuple(slice(0, min(tile, n - a)) for a, n in zip(g0, grid.shape))
-    return probs[keep]
+    return probs[keep][None]
 
 
-def dense_probabilities(store: Store, volume_id: str, model_dir: str | Path, *, name: str = "iso",
+def dense_probabilities(store: Store, volume_id: str, model_dir: str | Path, *, name: str = ISO_OUTPUT,
                         tile: int = DEFAULT_TILE, gpu_resource: bool = False) -> Volume:
-    """The lazy probability map of ``volume_id``'s ``name`` output (float32, one dask chunk
-    per ``tile^3`` output tile). With ``gpu_resource`` the tasks carry the dask.distributed
-    resource annotation ``{"GPU": 1}``: on a dask.distributed cluster only workers started with
-    ``--resources GPU=1`` run them (other schedulers ignore annotations)."""
+    """The lazy probability map ``(1, Z', Y', X')`` of ``volume_id``'s ``name`` output
+    (float32, one dask chunk per ``tile^3`` output tile). With ``gpu_resource`` the tasks carry
+    the dask.distributed resource annotation ``{"GPU": 1}``: on a dask.distributed cluster only
+    workers started with ``--resources GPU=1`` run them (other schedulers ignore annotations)."""
     if tile < 1:
         raise ValueError(f"tile must be at least 1 output voxel, got {tile}")
     model_dir = str(Path(model_dir).resolve())
     digest = weights_digest(model_dir)
     ev = evaluator(model_dir, digest)
     src = store.open(volume_id, name)
-    if src.data.ndim != 3:
-        raise ValueError(f"{volume_id}/{name}: expected a 3-D volume, got shape {src.shape}")
+    if src.spatial_ndim != 3 or src.channels != 1:
+        raise ValueError(f"{volume_id}/{name}: expected a single-channel 3-D volume, got shape {src.shape}")
     grid = dense_grid(src.spatial_shape, ev.stride, ev.receptive_field)
-    token = str(store.attrs(volume_id, name).get("token", ""))
-    path = f"{Store.image_path(volume_id, name)}/0"
-    chunks = tuple(tuple(min(tile, n - a) for a in range(0, n, tile)) for n in grid.shape)
+    reader = store.reader(volume_id, name)
+    chunks = ((1,), *(tuple(min(tile, n - a) for a in range(0, n, tile)) for n in grid.shape))
     ctx = dask.annotate(resources={"GPU": 1}) if gpu_resource else contextlib.nullcontext()
     with ctx:
         data = da.map_blocks(
-            _tile, str(store.path), path, token, model_dir, digest, grid, int(tile), window_range(src)[0],
-            chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0), np.float32),
-            name=f"infer-{volume_id}-{token}-{digest[:12]}-{tile}",
+            _tile, reader, model_dir, digest, grid, int(tile), window_range(src)[0],
+            chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32),
+            name=f"infer-{volume_id}-{reader.token}-{digest[:12]}-{tile}",
         )
     meta = dict(src.meta, units="probability")
     entry = {"stage": "infer", "model_dir": model_dir, "weights_sha256": digest, "input": name,
@@ -244,7 +239,7 @@ def _describe(prob: Volume) -> str:
     return f"at {prob.spacing[0]:g} mm"
 
 
-def infer_store(store: Store, model_dir: str | Path, *, name: str = "iso", out_name: str = "prob",
+def infer_store(store: Store, model_dir: str | Path, *, name: str = ISO_OUTPUT, out_name: str = PROB_OUTPUT,
                 tile: int = DEFAULT_TILE, force: bool = False, gpu_resource: bool = False,
                 out: TextIO | None = None, err: TextIO | None = None) -> BatchReport:
     """Write the probability map of every CT volume with a complete ``name`` output to

@@ -30,6 +30,7 @@ from .cubes import window_range
 from .cubeset import CubeRecord, CubeSet
 from .detection import detect_volume
 from .extract import read_cubes
+from .outputs import ISO_OUTPUT, PROB_OUTPUT
 from .scoring import series_volumes
 
 __all__ = ["MiningReport", "false_positives", "mine_hard_negatives", "training_series",
@@ -102,8 +103,8 @@ def mine_hard_negatives(
     margin_mm: float = DEFAULT_MARGIN_MM,
     min_distance_mm: float = DEFAULT_MIN_DISTANCE_MM,
     excluded: Sequence[Annotation] = (),
-    name: str = "iso",
-    prob_name: str = "prob",
+    name: str = ISO_OUTPUT,
+    prob_name: str = PROB_OUTPUT,
     out: TextIO | None = None,
 ) -> MiningReport:
     """Append up to ``per_volume`` hard negatives per training volume to ``cubes_path``.

@@ -19,6 +19,7 @@ from voxelstream.store import Store
 from .cubes import window_range
 from .extract import read_cubes
 from .inference import evaluator
+from .outputs import ISO_OUTPUT
 
 __all__ = ["Point", "score_points", "DEFAULT_BATCH", "series_volumes"]
 
@@ -43,7 +44,7 @@ def series_volumes(store: Store, name: str) -> dict[str, str]:
     return out
 
 
-def score_points(store: Store, model_dir: str | Path, points: Sequence[Point], *, name: str = "iso",
+def score_points(store: Store, model_dir: str | Path, points: Sequence[Point], *, name: str = ISO_OUTPUT,
                  batch_size: int = DEFAULT_BATCH) -> np.ndarray:
     """The classifier's probability at each of ``points`` (float32, in input order). Cubes are
     read on the current dask scheduler. Raises :class:`VoxelstreamError` for a series without
