@@ -166,14 +166,19 @@ def child_overhead(store_path: str, mode: str) -> dict:
 
 
 def _no_checksums() -> None:
-    import voxelstream.store.store as st
-    from voxelstream.store.planning import default_compressor
+    """The store's codecs without the crc32c codec (the direct chunk path follows the array's
+    codecs, so it then writes plain Blosc chunks)."""
+    import voxelstream.store.planning as planning
 
-    st.default_codecs = lambda: [default_compressor()]
+    planning.default_codecs = lambda: [planning.default_compressor()]
 
 
 def child_checksum(kind: str, mhd: str, store_path: str, crc: str) -> dict:
     import shutil
+
+    import voxelstream.store.chunkio  # noqa: F401 - the store imports these on first write: not in the timing
+    import voxelstream.store.planning  # noqa: F401
+    import voxelstream.store.reading  # noqa: F401
 
     if crc == "off":
         _no_checksums()
@@ -196,6 +201,9 @@ def child_checksum(kind: str, mhd: str, store_path: str, crc: str) -> dict:
         report = run_pipeline(store, _ct_stages(), output="iso", chunks=64, out=open("/dev/null", "w"))
     r1 = resource.getrusage(resource.RUSAGE_SELF)
     assert report.exit_code == 0
+    codecs = json.loads((Path(store_path) / "volumes/big" / ("image" if kind == "ingest" else "iso") / "0/zarr.json")
+                        .read_text())["codecs"]
+    assert any(c["name"] == "crc32c" for c in codecs) == (crc == "on"), codecs  # measured what it says
     cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
     return {"s": time.perf_counter() - t0, "cpu": cpu}
 

@@ -48,11 +48,11 @@ class PlainCodec:
     def __init__(self, blosc: Blosc, crc: bool):
         self.blosc, self.crc = blosc, crc
 
-    def encode(self, piece: np.ndarray) -> bytes:
+    def encode(self, piece: np.ndarray) -> tuple[bytes, bytes]:
+        """The chunk file's bytes as ``(compressed, trailer)``: the trailer is the checksum
+        (empty without one), written after the payload without joining the two (a copy)."""
         data = self.blosc.encode(piece)
-        if self.crc:
-            data = bytes(data) + struct.pack("<I", google_crc32c.value(data))
-        return data
+        return data, (struct.pack("<I", google_crc32c.value(data)) if self.crc else b"")
 
     def payload(self, raw: bytes, where: str) -> np.ndarray | bytes:
         """The Blosc bytes of a chunk file, its checksum verified."""
@@ -209,7 +209,7 @@ def write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, codec
             full[tuple(slice(0, n) for n in piece.shape)] = piece
             piece = full
         piece = np.ascontiguousarray(piece, dtype=arr.dtype)
-        encoded = codec.encode(piece)
+        encoded, trailer = codec.encode(piece)
         # only a chunk that compressed to almost nothing can be all fill value: checking just
         # those spares a full compare pass over every other chunk
         if len(encoded) < piece.nbytes // 32 + 256 and np.all(piece == fill):
@@ -217,7 +217,9 @@ def write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, codec
         key = chunk_key(arr, tuple((s + o) // c for s, o, c in zip(start, offs, cshape)))
         target = base / key
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(encoded)
+        with open(target, "wb") as f:
+            f.write(encoded)
+            f.write(trailer)
 
 
 def write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info=None) -> np.ndarray:
