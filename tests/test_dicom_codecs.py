@@ -267,3 +267,18 @@ def test_unsupported_or_damaged_objects_get_one_line(tmp_path: Path, change, wor
     found = list(voxelstream.discover([tmp_path / "x"]))
     assert len(found) == 1 and isinstance(found[0], SourceError)
     assert words in found[0].reason and "\n" not in found[0].reason and "e.dcm" in found[0].reason + found[0].location
+
+
+def test_colour_image_through_ingest_is_a_2d_rgb_store_image(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    path = colour_image(tmp_path / "in", "RGB", "RLELossless")
+    proc = subprocess.run([sys.executable, "-m", "voxelstream.cli.main", "ingest", str(tmp_path / "in"), "--store",
+                           str(tmp_path / "s.zarr")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    store = voxelstream.open_store(tmp_path / "s.zarr")
+    (vid,) = store.volume_ids()
+    vol = store.open(vid)
+    assert vol.shape == (3, *SHAPE) and vol.axes == ("y", "x") and vol.units == ("pixel", "pixel")
+    np.testing.assert_array_equal(np.moveaxis(np.asarray(vol.data), 0, -1), pydicom.dcmread(path).pixel_array)
