@@ -41,8 +41,8 @@ LUNA16_DIAMETER_QUANTILES: tuple[tuple[float, float], ...] = (
 _P = np.array([p for p, _ in LUNA16_DIAMETER_QUANTILES])
 _LOGD = np.log([d for _, d in LUNA16_DIAMETER_QUANTILES])
 
-TEXTURES = ("solid", "ground-glass", "part-solid")
-ATTACHMENTS = ("isolated", "juxtapleural", "vessel")
+TEXTURES = ("solid", "ground-glass", "part-solid")  # the values of Nodule.texture
+ATTACHMENTS = ("isolated", "juxtapleural", "vessel")  # ... and of Nodule.attachment
 GGN_MIN_DIAMETER_MM = 5.0  # smaller hazy nodules are not annotated in practice (and vanish)
 
 
@@ -227,8 +227,8 @@ def nodule_spheres(rng: np.random.Generator, c: NDArray[np.float64], r: float, t
         edge = EDGE_MM if not antialias else AA_EDGE_MM
         return [Sphere(c, r, float(rng.uniform(30.0, 60.0)), edge,
                        lobes(rng, 0.06 if r > 2.5 else 0.0), antialias)]
-    if texture not in ("ground-glass", "part-solid"):
-        raise ValueError(f"unknown nodule texture {texture!r}")
+    if texture not in TEXTURES:
+        raise ValueError(f"unknown nodule texture {texture!r}; one of {TEXTURES}")
     out = [Sphere(c, r, float(rng.uniform(-560.0, -340.0)), GGN_EDGE_MM, lobes(rng, 0.1), antialias)]
     if texture == "part-solid":
         out.append(Sphere(c, r * float(rng.uniform(0.3, 0.5)), float(rng.uniform(30.0, 60.0)),
@@ -237,4 +237,5 @@ def nodule_spheres(rng: np.random.Generator, c: NDArray[np.float64], r: float, t
 
 
 def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A diameter drawn log-uniformly in ``[lo, hi]`` (the classic mix; one draw, as before)."""
     return math.exp(rng.uniform(math.log(lo), math.log(hi)))
