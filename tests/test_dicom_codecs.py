@@ -40,7 +40,7 @@ ENCODINGS = [
     ("ImplicitVRLittleEndian", 12), ("DeflatedExplicitVRLittleEndian", 12), ("ExplicitVRBigEndian", 16),
     ("RLELossless", 16), ("JPEG2000Lossless", 12), ("JPEG2000", 12), ("JPEGBaseline8Bit", 8),
     ("JPEGExtended12Bit", 12), ("JPEGLosslessSV1", 12), ("JPEGLossless", 16), ("JPEGLSLossless", 16),
-    ("JPEGLSNearLossless", 12),
+    ("JPEGLSNearLossless", 12), ("HTJ2KLossless", 16), ("HTJ2K", 12),
 ]
 
 

@@ -84,6 +84,8 @@ def set_pixels(ds: Dataset, arr: np.ndarray, encoding: str) -> Dataset:
         "JPEGLossless": lambda f: imagecodecs.jpeg8_encode(f, lossless=True, predictor=7, bitspersample=bits),
         "JPEGLSLossless": lambda f: imagecodecs.jpegls_encode(f),
         "JPEGLSNearLossless": lambda f: imagecodecs.jpegls_encode(f, level=2),
+        "HTJ2KLossless": lambda f: imagecodecs.htj2k_encode(f),
+        "HTJ2K": lambda f: imagecodecs.htj2k_encode(f),  # a lossless codestream is valid under either syntax
     }
     ds.file_meta.TransferSyntaxUID = ts
     ds.PixelData = encapsulate([enc[encoding](np.ascontiguousarray(f)) for f in frames])
