@@ -45,15 +45,21 @@ import voxelstream as vs
 __all__ = ["LUNG_MASK_STAGE", "lung_mask", "lung_mask_block"]
 
 
-def _enclosed_air(air: np.ndarray, min_area_vox: float) -> np.ndarray:
-    """Air of one slice not connected to the slice's border, in pockets of at least
-    ``min_area_vox`` pixels."""
+# connectivity within an axial slice only: one labelling call handles every slice of a block
+_IN_PLANE = np.zeros((3, 3, 3), bool)
+_IN_PLANE[1] = [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+
+
+def _enclosed(mask: np.ndarray, min_area_vox: float = 0.0) -> np.ndarray:
+    """Parts of ``mask`` (z, y, x) not connected, within their axial slice, to the slice's
+    border, in pieces of at least ``min_area_vox`` pixels."""
     from scipy import ndimage
 
-    labels, n = ndimage.label(air)
+    labels, n = ndimage.label(mask, structure=_IN_PLANE)
     if n == 0:
-        return air
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+        return np.zeros_like(mask)
+    border = np.unique(np.concatenate([labels[:, 0].ravel(), labels[:, -1].ravel(),
+                                       labels[:, :, 0].ravel(), labels[:, :, -1].ravel()]))
     keep = np.bincount(labels.ravel(), minlength=n + 1) >= min_area_vox
     keep[border] = False
     keep[0] = False
@@ -85,10 +91,7 @@ def lung_mask_block(block: np.ndarray, threshold: float = -400.0, closing_mm: fl
     from scipy import ndimage
 
     air = np.asarray(block[0]) < threshold
-    min_area_vox = float(min_area_mm2) / (float(spacing[1]) * float(spacing[2]))
-    inner = np.empty_like(air)
-    for k in range(air.shape[0]):
-        inner[k] = _enclosed_air(air[k], min_area_vox)
+    inner = _enclosed(air, float(min_area_mm2) / (float(spacing[1]) * float(spacing[2])))
     out = np.zeros((1, *air.shape), np.uint8)
     ys, xs = np.nonzero(inner.any(axis=0))
     if len(ys) == 0:
@@ -101,8 +104,7 @@ def lung_mask_block(block: np.ndarray, threshold: float = -400.0, closing_mm: fl
     box = (slice(None), slice(max(ys.min() - pad[0], 0), ys.max() + pad[0] + 1),
            slice(max(xs.min() - pad[1], 0), xs.max() + pad[1] + 1))
     closed = _close(inner[box], float(closing_mm), sampling)
-    for k in range(closed.shape[0]):
-        closed[k] = ndimage.binary_fill_holes(closed[k])
+    closed |= _enclosed(~closed)  # holes, per slice: what the slice's border cannot reach
     if margin_mm > 0 and closed.any():
         closed = ndimage.distance_transform_edt(~closed, sampling=sampling) <= float(margin_mm)
     out[(0, *box)] = closed
