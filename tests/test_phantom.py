@@ -557,3 +557,17 @@ def test_classic_mix_is_the_earlier_phantom() -> None:
     assert {(n.texture, n.attachment) for n in ph.nodules} == {("solid", "isolated")}
     with pytest.raises(ValueError):
         NoduleMix(juxtapleural=0.8, vessel_attached=0.5)
+
+
+def test_phantoms_command_classic_and_realistic(tmp_path: Path) -> None:
+    from voxelstream.cli.main import main
+
+    for flag, out in (([], tmp_path / "new"), (["--classic"], tmp_path / "old")):
+        assert main(["ct", "phantoms", "--out", str(out), "--n", "2", "--format", "mhd", "--seed", "4", *flag]) == 0
+    old = generate_dataset(tmp_path / "ref", n_scans=2, seed=4, write_format="mhd", realistic=False)
+    assert (tmp_path / "old" / "annotations.csv").read_text() == old.read_text()
+    kinds = _read_table(tmp_path / "old" / "phantom_findings.csv")
+    assert {(r["texture"], r["attachment"]) for r in kinds} == {("solid", "isolated")}
+    spacing = [sitk.ReadImage(str(p)).GetSpacing()[2] for p in sorted((tmp_path / "old").glob("*.mhd"))]
+    assert all(1.0 <= s <= 2.5 for s in spacing)
+    assert (tmp_path / "new" / "annotations.csv").read_text() != old.read_text()
