@@ -282,3 +282,14 @@ def test_colour_image_through_ingest_is_a_2d_rgb_store_image(tmp_path: Path) -> 
     vol = store.open(vid)
     assert vol.shape == (3, *SHAPE) and vol.axes == ("y", "x") and vol.units == ("pixel", "pixel")
     np.testing.assert_array_equal(np.moveaxis(np.asarray(vol.data), 0, -1), pydicom.dcmread(path).pixel_array)
+
+
+@pytest.mark.parametrize("encoding", ["RLELossless", "JPEG2000Lossless", "ExplicitVRLittleEndian"])
+def test_a_file_damaged_after_discovery_fails_naming_it(tmp_path: Path, encoding: str) -> None:
+    paths = grey_series(tmp_path / "s", encoding, bits=12)
+    vol = voxelstream.read(tmp_path / "s")
+    raw = paths[1].read_bytes()
+    paths[1].write_bytes(raw[: len(raw) - 3000])  # pixel data cut after the scan
+    with pytest.raises(voxelstream.ReadError) as err:
+        vol.data.compute()
+    assert "im1.dcm" in str(err.value) and "\n" not in str(err.value)

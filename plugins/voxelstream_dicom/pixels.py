@@ -137,20 +137,35 @@ def read_slab(
     frames = frames or [None] * n
     k = 0
     while k < n:
-        if frames[k] is None:
-            decoded = [read_slice(files[k], rows, cols, layouts[k], channels)]
-        else:  # a run of frames of one file
-            end = k
-            while end < n and files[end] == files[k] and frames[end] is not None:
-                end += 1
-            decoded = read_frames(files[k], list(frames[k:end]), rows, cols, channels)
-        for raw in decoded:
-            if channels == 3:
-                out[k] = raw
-            else:
-                _rescale_into(out[k], raw, slopes[k], intercepts[k])
-            k += 1
+        try:
+            k = _read_run(out, k, files, slopes, intercepts, rows, cols, layouts, frames, channels)
+        except ReadError:
+            raise
+        except Exception as exc:  # anything else a damaged file causes: an error naming that file
+            raise _decode_error(files[k], exc) from None
     return out
+
+
+def _read_run(out: np.ndarray, k: int, files: Sequence[str], slopes: Sequence[float], intercepts: Sequence[float],
+              rows: int, cols: int, layouts: Sequence[PixelLayout | None], frames: Sequence[int | None],
+              channels: int) -> int:
+    """Decode slice ``k`` (or the run of frames of one file starting there) into ``out``;
+    returns the next slice index."""
+    n = len(files)
+    if frames[k] is None:
+        decoded = [read_slice(files[k], rows, cols, layouts[k], channels)]
+    else:  # a run of frames of one file
+        end = k
+        while end < n and files[end] == files[k] and frames[end] is not None:
+            end += 1
+        decoded = read_frames(files[k], list(frames[k:end]), rows, cols, channels)
+    for raw in decoded:
+        if channels == 3:
+            out[k] = raw
+        else:
+            _rescale_into(out[k], raw, slopes[k], intercepts[k])
+        k += 1
+    return k
 
 
 def _rescale_into(out: np.ndarray, raw: np.ndarray, slope: float, intercept: float) -> None:

@@ -48,6 +48,18 @@ def read_raw_block(z0: int, z1: int, y0: int, y1: int, *, path: str, offset: int
                    shape: tuple[int, ...], compression: str = "", stream_start: int = 0, slope: float = 1.0,
                    inter: float = 0.0, out_dtype: str = "") -> np.ndarray:
     """Block ``[z0:z1, y0:y1]`` of the stored voxels, rescaled, in native byte order."""
+    try:
+        return _read_block(z0, z1, y0, y1, path, offset, dtype, shape, compression, stream_start, slope, inter,
+                           out_dtype)
+    except ImageFileError:
+        raise
+    except Exception as exc:  # e.g. the file shrank since discovery: an error naming the file
+        raise ImageFileError(path, f"reading slices {z0}-{z1 - 1} failed ({type(exc).__name__}: {exc}); re-copy or "
+                             "re-export the file") from None
+
+
+def _read_block(z0: int, z1: int, y0: int, y1: int, path: str, offset: int, dtype: str, shape: tuple[int, ...],
+                compression: str, stream_start: int, slope: float, inter: float, out_dtype: str) -> np.ndarray:
     stored = np.dtype(dtype)
     if not compression:
         mm = np.memmap(path, dtype=stored, mode="r", offset=offset, shape=shape)
