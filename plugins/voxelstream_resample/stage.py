@@ -27,7 +27,7 @@ from voxelstream import geometry
 from voxelstream.limits import check_output_size
 from voxelstream.store import DEFAULT_CHUNK
 
-from .kernels import ORDERS, AxisTaps, apply_taps, axis_taps
+from .kernels import ORDERS, AxisTaps, apply_taps, axis_taps, linear_pass
 
 __all__ = ["resample", "output_shape", "axis_order", "RESAMPLE_STAGE"]
 
@@ -88,6 +88,21 @@ def _taps(j0: int, j1: int, ratio: float, n_in: int, order: int) -> AxisTaps:
     return taps
 
 
+@functools.lru_cache(maxsize=4096)
+def _linear_args(j0: int, j1: int, ratio: float, n_in: int, lo: int, ndim: int, axis: int) -> tuple[np.ndarray, ...]:
+    """:func:`linear_pass`'s arguments for output samples ``j0 .. j1 - 1`` of a region whose
+    first voxel is input index ``lo``: the two taps' indices into the region and the float32
+    weight shaped for ``axis`` of an ``ndim``-D block, made once per output range instead
+    of in every task."""
+    taps = _taps(j0, j1, ratio, n_in, 1)
+    shape = [1] * ndim
+    shape[axis] = -1
+    args = (taps.index[:, 0] - lo, taps.index[:, 1] - lo, taps.weight[:, 1].astype(_COMPUTE_DTYPE).reshape(shape))
+    for arr in args:
+        arr.flags.writeable = False
+    return args
+
+
 def _resample_chunk(blocks: list[np.ndarray], plan: _ChunkPlan) -> np.ndarray:
     """One output chunk: assemble the input region from its blocks, then interpolate."""
     # interpolating orders work in float32: converting while assembling costs no extra pass
@@ -95,15 +110,21 @@ def _resample_chunk(blocks: list[np.ndarray], plan: _ChunkPlan) -> np.ndarray:
     region = np.empty(plan.region_shape, dtype=dtype)
     for block, inner, where in zip(blocks, plan.inner, plan.where):
         region[where] = block[inner]
-    if plan.order and not np.isfinite(region).all():
+    # integer inputs cannot hold NaN/inf: no extra pass over their region
+    if plan.order and blocks[0].dtype.kind in "fc" and not np.isfinite(region).all():
         return _non_finite_kept(region, plan)
     return _interpolate(region, plan, plan.order)
 
 
 def _interpolate(region: np.ndarray, plan: _ChunkPlan, order: int) -> np.ndarray:
     for a in plan.axes:
-        taps = _taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], order)
-        region = apply_taps(region, plan.lead + a, taps, plan.region_lo[a], _COMPUTE_DTYPE)
+        axis = plan.lead + a
+        if order == 1:  # the default, with its per-range arguments cached
+            region = linear_pass(region, axis, *_linear_args(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a],
+                                                             plan.region_lo[a], region.ndim, axis))
+        else:
+            taps = _taps(*plan.out_ranges[a], plan.ratios[a], plan.in_shape[a], order)
+            region = apply_taps(region, axis, taps, plan.region_lo[a], _COMPUTE_DTYPE)
     return region
 
 
