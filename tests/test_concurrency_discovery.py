@@ -1,5 +1,5 @@
-"""Discovery of thousands of DICOM files on worker processes finds exactly what the serial
-scan finds (series, headers, failures), in the same order."""
+"""Discovery of thousands of DICOM files in parallel (threads, or worker processes) finds
+exactly what the serial scan finds (series, headers, failures), in the same order."""
 
 from __future__ import annotations
 
@@ -46,17 +46,18 @@ def test_map_in_processes_keeps_order_and_falls_back_below_the_threshold():
     assert map_in_processes(_square, items[:10], workers=2) == [x * x for x in items[:10]]
 
 
-def test_parallel_dicom_discovery_equals_the_serial_scan(tmp_path, monkeypatch):
+def test_parallel_dicom_discovery_equals_the_serial_scan(tmp_path):
     pytest.importorskip("voxelstream_dicom")
-    from voxelstream_dicom.plugin import _scan
+    from voxelstream_dicom.plugin import _scan, _scan_one
 
     _write_series(tmp_path)
     (tmp_path / "broken.dcm").write_bytes(b"DICM" * 10)
     files = sorted(tmp_path.iterdir())
-    monkeypatch.setenv("VOXELSTREAM_DISCOVERY_WORKERS", "1")
-    serial = _scan(files, False)
-    monkeypatch.setenv("VOXELSTREAM_DISCOVERY_WORKERS", "2")
-    parallel = _scan(files, False)
-    assert len(serial[0]) == 1200 and parallel[0] == serial[0]
-    assert [(e.path, e.reason) for e in parallel[1]] == [(e.path, e.reason) for e in serial[1]]
-    assert parallel[2] == serial[2]
+    scan = functools.partial(_scan_one, keep_phi=False)
+    reference = [scan(f) for f in files]  # one file after the other, in this thread
+    assert sum(len(found) for found, _ in reference) == 1200
+    assert map_in_processes(scan, files, workers=2) == reference  # worker processes
+    headers, failed, skipped = _scan(files, False)  # the reader's own (threads from 1000 files)
+    assert headers == [h for found, _ in reference for h in found]
+    assert [(e.path, e.reason) for e in failed] == [err[:2] for _, err in reference if err]
+    assert skipped == sum(1 for found, err in reference if not found and not err)

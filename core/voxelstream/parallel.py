@@ -1,8 +1,13 @@
-"""Mapping a function over many small inputs (file headers) on several processes.
+"""Mapping a function over many small inputs (file headers) in parallel.
 
-Discovery reads one header per file; an archive holds thousands of files, and parsing a
-header is Python code holding the GIL, so threads do not help but processes do. Small
-inputs stay in this process (starting workers costs more than it saves).
+Discovery reads one header per file, and an archive holds thousands. Two costs: waiting for
+the file (dominant on network or cold storage; threads overlap it, the GIL is released while
+reading) and parsing it (Python holding the GIL; only processes overlap it). By default
+thousands of inputs go to threads: measured on warm local files they cost nothing against
+the serial loop, while worker processes were 2x *slower* on this shared 2-core machine
+(start-up, pickling, one CPU share per session; benchmarks/RESULTS.md). Worker processes
+are used when asked (``VOXELSTREAM_DISCOVERY_WORKERS=N``, e.g. on a dedicated many-core
+machine). Small inputs stay in the calling thread.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-__all__ = ["map_in_processes", "PARALLEL_MIN_ITEMS", "discovery_workers"]
+__all__ = ["parallel_map", "map_in_processes", "PARALLEL_MIN_ITEMS", "IO_THREADS", "discovery_workers"]
 
 T = TypeVar("T")
 
@@ -19,13 +24,15 @@ T = TypeVar("T")
 PARALLEL_MIN_ITEMS = 1000
 #: Inputs per task sent to a worker process (amortises the round trip).
 BATCH = 250
+#: Threads overlapping file reads (I/O waits, not CPU: more than the cores is right).
+IO_THREADS = 8
 
 
 def _main_is_ours() -> bool:
     """True when ``__main__`` is the ``voxelstream`` command (console script or ``python -m
     voxelstream...``). Worker processes re-import ``__main__``: a user's script without an
     ``if __name__ == "__main__"`` guard would run again in each of them, so only the command
-    line uses worker processes unless asked."""
+    line uses worker processes."""
     import sys
 
     main = sys.modules.get("__main__")
@@ -36,18 +43,26 @@ def _main_is_ours() -> bool:
 
 
 def discovery_workers() -> int:
-    """Processes for header scans: ``VOXELSTREAM_DISCOVERY_WORKERS`` when set (1 disables
-    the pool), else the number of CPUs this process may use when running as the
-    ``voxelstream`` command, else 1 (see :func:`_main_is_ours`)."""
+    """Worker processes for header scans: ``VOXELSTREAM_DISCOVERY_WORKERS`` when set and this
+    is the ``voxelstream`` command (see :func:`_main_is_ours`), else 1 (threads only; see the
+    module docstring)."""
     env = os.environ.get("VOXELSTREAM_DISCOVERY_WORKERS", "")
-    if env.strip().isdigit():
-        return max(1, int(env))
-    if not _main_is_ours():
-        return 1
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
+    return max(1, int(env)) if env.strip().isdigit() and _main_is_ours() else 1
+
+
+def parallel_map(fn: Callable[[Any], T], items: Sequence[Any], *, min_items: int = PARALLEL_MIN_ITEMS) -> list[T]:
+    """``[fn(x) for x in items]`` in order: on worker processes when
+    :func:`discovery_workers` asks for more than one, else on :data:`IO_THREADS` threads
+    (from ``min_items`` inputs on; fewer run in the calling thread). ``fn`` must not raise
+    (return errors as values) and, for processes, be picklable."""
+    if len(items) < min_items:
+        return [fn(x) for x in items]
+    if discovery_workers() > 1:
+        return map_in_processes(fn, items, min_items=min_items)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(IO_THREADS, thread_name_prefix="voxelstream-scan") as pool:
+        return list(pool.map(fn, items))
 
 
 def _batch(fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:

@@ -84,13 +84,14 @@ def _scan_one(f: Path | str, keep_phi: bool) -> tuple[list[SliceHeader], tuple[s
 def _scan(files: Sequence[Path], keep_phi: bool) -> tuple[list[SliceHeader], list[HeaderError], int]:
     """Headers of the image frames, the files that failed, and how many were not images.
     Any exception while scanning a file fails that file only. Thousands of files are
-    scanned on several processes (``voxelstream.parallel``)."""
-    from voxelstream.parallel import map_in_processes
+    scanned in parallel (``voxelstream.parallel``: threads overlapping the reads, or worker
+    processes when asked)."""
+    from voxelstream.parallel import parallel_map
 
     headers: list[SliceHeader] = []
     failed: list[HeaderError] = []
     n_skipped = 0
-    for found, err in map_in_processes(functools.partial(_scan_one, keep_phi=keep_phi), list(files)):
+    for found, err in parallel_map(functools.partial(_scan_one, keep_phi=keep_phi), list(files)):
         if err is not None:
             failed.append(HeaderError(*err))
             continue
