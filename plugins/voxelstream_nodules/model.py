@@ -17,9 +17,11 @@ running statistics and dropout is off, so dense evaluation equals cube-by-cube e
 For a 48-voxel cube and 2 blocks: 48 -conv-> 46 -conv-> 44 -pool-> 22 -conv-> 20 -conv-> 18
 -pool-> 9 -head 9^3-> 1; receptive field 48, stride 4.
 
-3x3x3 (and head) convolutions are computed as sums over the kernel's depth of 2-D
-convolutions of depth-shifted slices: on this CPU XLA runs those about twice as fast as its
-3-D convolution (see PERF-FACTS.md); tests check the two agree.
+3x3x3 (and head) convolutions are :func:`.conv3d.conv3d_valid`: sums over the kernel's depth
+of 2-D convolutions of depth-shifted slices, with a hand-written backward pass (transposed
+convolution for the input, a chunked patch-matrix product for the weights): on this CPU XLA
+runs those several times faster than its 3-D convolution and its autodiff (see
+benchmarks/RESULTS.md); tests check they agree with ``lax.conv_general_dilated``.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from .conv3d import conv3d_valid
 
 __all__ = ["NetConfig", "NoduleNet", "DepthSlicedConv", "layer_sizes", "build", "apply", "MODEL_NAME"]
 
@@ -86,7 +90,7 @@ def _he_normal(init: np.random.Generator, shape: tuple[int, ...]) -> jax.Array:
 
 
 class DepthSlicedConv(nnx.Module):
-    """A VALID ``k x k x k`` convolution (NDHWC) computed as ``sum_d conv2d(x[:, d:d+D-k+1], W[d])``."""
+    """A VALID ``k x k x k`` convolution (NDHWC) with bias, computed by :func:`.conv3d.conv3d_valid`."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, *, init: np.random.Generator):
         self.k = int(kernel)
@@ -94,15 +98,7 @@ class DepthSlicedConv(nnx.Module):
         self.bias = nnx.Param(jnp.zeros((out_channels,)))
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        b, d, h, w, c = x.shape
-        k, out_d = self.k, d - self.k + 1
-        total = None
-        for i in range(k):
-            sl = x[:, i : i + out_d].reshape(b * out_d, h, w, c)
-            y = jax.lax.conv_general_dilated(sl, self.kernel[i], (1, 1), "VALID",
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-            total = y if total is None else total + y
-        return total.reshape(b, out_d, h - k + 1, w - k + 1, -1) + self.bias[...]
+        return conv3d_valid(x, self.kernel[...]) + self.bias[...]
 
 
 def max_pool2(x: jax.Array) -> jax.Array:
