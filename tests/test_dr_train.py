@@ -90,7 +90,9 @@ def _tiny_photos(n=24, size=16):
 
 def test_training_is_deterministic_and_writes_its_files(tmp_path):
     photos, grades = _tiny_photos()
-    opts = TrainOptions(epochs=1, batch_size=8, channels=(4, 8), patience=5, seed=3)
+    # softmax + weighted loss here; the CLI test below trains regression + oversampling
+    opts = TrainOptions(epochs=1, batch_size=8, channels=(4, 8), patience=5, seed=3, target="softmax",
+                        balance="weighted")
     m1 = train(photos, grades, tmp_path / "a", opts, log=lambda s: None)
     m2 = train(photos, grades, tmp_path / "b", opts, log=lambda s: None)
     strip = [{k: v for k, v in m.items() if k not in ("seconds", "train_images_per_s")} for m in m1]
@@ -100,7 +102,7 @@ def test_training_is_deterministic_and_writes_its_files(tmp_path):
     wa, wb = np.load(tmp_path / "a" / "weights.npz"), np.load(tmp_path / "b" / "weights.npz")
     assert all(np.array_equal(wa[k], wb[k]) for k in wa.files)
     doc = json.loads((tmp_path / "a" / "model.json").read_text())
-    assert len(doc["thresholds"]) == 4 and doc["thresholds"] == sorted(doc["thresholds"])
+    assert doc["config"]["target"] == "softmax" and doc["thresholds"] == [0.5, 1.5, 2.5, 3.5]
     split = json.loads((tmp_path / "a" / "split.json").read_text())
     assert sorted(split["train"] + split["val"]) == sorted(grades)
 
