@@ -157,7 +157,7 @@ def linear_pass(block: np.ndarray, axis: int, i0: np.ndarray, i1: np.ndarray, we
 
     Two gathers and three in-place passes, the fewest numpy needs for this arithmetic.
     The gathers index (``block[:, i0]``) rather than ``np.take``: the same values, and
-    measured 1.5x faster along the last axis (a 64^3 chunk's x pass).
+    measured 1.9x faster along the last axis (a 64^3 chunk's x pass: 374 -> 196 us of CPU).
     """
     lead = (slice(None),) * axis
     out = block[lead + (i0,)].astype(weight.dtype, copy=False)
