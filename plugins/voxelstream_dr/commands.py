@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from voxelstream import CommandSpec, VoxelstreamError, add_common_options
 
@@ -89,7 +90,7 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0): same seed, same model")
 
 
-def _store_photos(store, name: str, grades: dict[str, int] | None = None):
+def _store_photos(store: Any, name: str, grades: dict[str, int] | None = None) -> Any:
     """The preprocessed photographs of ``store`` (those graded in ``grades`` when given)."""
     from .labels import match_ids
     from .photos import Photos

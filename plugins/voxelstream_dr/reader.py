@@ -29,7 +29,7 @@ __all__ = ["EXTENSIONS", "PhotoError", "PhotoInfo", "claims", "inspect_photo", "
            "discover", "READER"]
 
 EXTENSIONS = (".jpeg", ".jpg", ".png")
-FORMATS = {"JPEG": "JPEG", "PNG": "PNG"}
+FORMATS = ("JPEG", "PNG")  # what Pillow names the formats this reader takes
 # the markers a complete file ends with; a little slack for padding written after them
 _TAILS = {"JPEG": b"\xff\xd9", "PNG": b"IEND"}
 _TAIL_SLACK = 4096
