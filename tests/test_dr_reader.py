@@ -87,3 +87,11 @@ def test_ingest_stores_the_good_photos_and_reports_the_bad(tmp_path, capsys):
                                   _photo(seed=1).transpose(2, 0, 1))
     err = capsys.readouterr().err
     assert err.count("error: ") == 3 and "truncated" in err
+
+
+def test_computed_pixels_are_the_callers_own(tmp_path):
+    Image.fromarray(_photo()).save(tmp_path / "a.png")
+    vol = open_photo(str(tmp_path / "a.png"))
+    first = vol.data.compute()
+    first[:] = 0  # writable, and changing it changes nothing for the next reader
+    np.testing.assert_array_equal(vol.data.compute(), _photo().transpose(2, 0, 1))

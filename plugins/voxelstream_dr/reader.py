@@ -96,14 +96,15 @@ def inspect_photo(path: str | os.PathLike[str]) -> PhotoInfo:
 
 
 def decode_photo(path: str, draft: tuple[int, int] | None = None) -> np.ndarray:
-    """The pixels of ``path`` as ``(H, W, 3)`` uint8 RGB (read-only). ``draft=(h, w)`` lets
+    """The pixels of ``path`` as ``(H, W, 3)`` uint8 RGB. ``draft=(h, w)`` lets
     the JPEG decoder scale down by 1/2, 1/4 or 1/8 while decoding, to no less than that size.
 
     The last two photographs decoded in this process are kept (keyed by path, size and
     modification time): preprocessing straight from a file measures the fundus in one
     compute and crops it in the next, and would otherwise decode the photograph twice."""
     st = os.stat(path)
-    return _decode_cached(path, draft, st.st_size, st.st_mtime_ns)
+    # a copy: whoever computes a volume owns its array (writable), the cached one stays intact
+    return _decode_cached(path, draft, st.st_size, st.st_mtime_ns).copy()
 
 
 @functools.lru_cache(maxsize=2)
