@@ -115,3 +115,19 @@ def test_preprocess_acts_on_photographs_only_and_skips_what_is_done(tmp_path, ca
     np.testing.assert_array_equal(got, preprocess_array(src, 16))
     preprocess_store(store, radius=16, name="fundus")
     assert capsys.readouterr().out.count("(already done)") == 2
+
+
+@pytest.mark.parametrize("chunks", [17, 64])
+def test_preprocess_is_the_same_for_every_stored_chunking(tmp_path, chunks):
+    from voxelstream.ingest import ingest
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _jpeg(draw_fundus(4, np.random.default_rng(7), width=220)[0], folder / "5_right.jpeg")
+    results = []
+    for name, c in (("whole", None), ("tiled", chunks)):
+        store = voxelstream.open_store(tmp_path / f"{name}.zarr", create=True)
+        ingest([str(folder)], store, chunks=c)
+        preprocess_store(store, radius=40)
+        results.append(store.read_region("5_right", "fundus", (slice(None),) * 3))
+    np.testing.assert_array_equal(results[0], results[1])
