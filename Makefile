@@ -18,7 +18,6 @@ $(STAMP): pyproject.toml examples/voxelstream-example/pyproject.toml
 install: $(STAMP)
 
 # One line per task's demo (voxelstream TASK demo), each into its own folder under $(DEMO).
-# The dr task's line goes below the nodules one: voxelstream dr demo --out $(DEMO)/dr
 demo: $(STAMP)
 	$(VENV)/bin/voxelstream nodules demo --out $(DEMO)/nodules
 	$(VENV)/bin/voxelstream dr demo --out $(DEMO)/dr
