@@ -216,6 +216,21 @@ def test_lazy_spec_is_imported_on_first_use_only(tmp_path, monkeypatch, capsys):
         vs.get_stage("missing")
 
 
+def test_plugins_check_imports_lazy_specs_and_reports_the_broken_one(tmp_path, monkeypatch, capsys):
+    reg = unique("reg")
+    activate(monkeypatch, install(tmp_path, {"lazy": reg}, {
+        reg: "import voxelstream as vs\n\n@vs.hookimpl\ndef voxelstream_stages():\n"
+             "    return [vs.LazySpec('missing', 'no_such_module_xyz:STAGE')]\n",
+    }))
+    assert main(["plugins", "--json"]) == 0  # listing names does not import them
+    capsys.readouterr()
+    assert main(["plugins", "--check", "--json"]) == 1
+    info = json.loads(capsys.readouterr().out)
+    row = next(p for p in info["plugins"] if p["name"] == "lazy")
+    assert "'missing'" in row["error"] and "no_such_module_xyz" in row["error"]
+    assert "error" not in next(p for p in info["plugins"] if p["name"] == "resample")  # its lazy stage loads
+
+
 # -- unchanged behaviour ----------------------------------------------------------------------------
 
 
@@ -240,3 +255,14 @@ def test_third_party_stage_matches_scipy_on_the_whole_volume_and_conforms():
     np.testing.assert_allclose(out.data.compute(), whole, rtol=0, atol=1e-3)
     assert out.meta["history"][-1] == {"stage": "gaussian", "params": {"sigma": 1.5}, "plugin": "example", "version": "0.1.0"}
     check_stage("gaussian", vol, params={"sigma": 1.5})
+
+
+def test_every_installed_lazy_spec_resolves_to_its_declared_name(capsys):
+    """A LazySpec's target is only imported on use: check them all here (a renamed module or
+    attribute would otherwise surface at a user's first lookup)."""
+    assert main(["plugins", "--check", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["errors"] == []
+    for kind, getter in (("stages", plugins.get_stage), ("models", plugins.get_model_spec), ("tasks", plugins.get_task)):
+        for name, entry in info[kind].items():
+            assert getter(name).plugin == entry["plugin"]

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from ..plugins import KINDS, conflicts, plugin_report, registrations
+from ..plugins import KINDS, conflicts, models, plugin_report, readers, registrations, stages, tasks
 from ..specs import CommandSpec, ReaderSpec, TaskSpec
 
 __all__ = ["COMMAND", "collect"]
@@ -69,6 +69,8 @@ def _text(info: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.check:  # import every lazily registered spec: its failures join the report
+        readers(), stages(), models(), tasks()
     info = collect()
     if args.json:
         print(json.dumps(info, indent=2))
@@ -81,6 +83,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true",
                    help="print JSON: plugins (name, version, module, registers, error), then readers, stages, "
                         "models and tasks, each {name: {plugin, ...}}, and errors")
+    p.add_argument("--check", action="store_true",
+                   help="also import what plugins register lazily (LazySpec), reporting those that fail "
+                        "(slower: imports their dependencies)")
 
 
 COMMAND = CommandSpec(
