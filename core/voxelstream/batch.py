@@ -1,18 +1,15 @@
-"""Running one job per volume so that a bad input is reported and the others finish."""
+"""What a per-volume run reports: one :class:`Outcome` per volume, the :class:`BatchReport`,
+and the one-line description of an error (the loop itself is :mod:`voxelstream.runner`)."""
 
 from __future__ import annotations
 
-import sys
-import time
 import traceback
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import Any
 
 from .errors import VoxelstreamError
-from .privacy import printable
 
-__all__ = ["Outcome", "BatchReport", "run_batch", "describe_error"]
+__all__ = ["Outcome", "BatchReport", "describe_error"]
 
 
 @dataclass
@@ -50,30 +47,3 @@ def describe_error(exc: BaseException) -> str:
         return f"{type(exc).__name__}: {exc}"
     last = traceback.format_exception_only(type(exc), exc)[-1].strip()
     return f"unexpected error ({last}); please report it with the input that caused it"
-
-
-def run_batch(
-    items: Iterable[tuple[str, Callable[[], Outcome | None]]],
-    *,
-    err: TextIO | None = None,
-    label: str = "",
-    verbose_errors: bool = False,
-) -> BatchReport:
-    """Run each ``(name, job)``; a job returns an :class:`Outcome` (or None for done) or
-    raises. Failures print ``error: NAME: reason`` on stderr and the batch goes on."""
-    err = err or sys.stderr
-    report = BatchReport()
-    for name, job in items:
-        t0 = time.perf_counter()
-        try:
-            outcome = job() or Outcome(name, "done")
-        except KeyboardInterrupt:
-            raise
-        except Exception as exc:  # one bad input must not stop the batch
-            outcome = Outcome(name, "failed", describe_error(exc))
-            print(printable(f"error: {name}: {outcome.detail}"), file=err, flush=True)
-            if verbose_errors:
-                traceback.print_exc(file=err)
-        outcome.seconds = round(time.perf_counter() - t0, 3)
-        report.outcomes.append(outcome)
-    return report
