@@ -398,6 +398,9 @@ def run_per_volume(
             try:
                 res = fut.result()
             except KeyboardInterrupt:
+                # volumes not started are dropped; those computing finish their staging
+                # (never visible half-written) and the command stops
+                executor.shutdown(wait=False, cancel_futures=True)
                 raise
             except Exception as exc:  # one bad volume must not stop the others
                 fail(job, describe_error(exc), t0)
