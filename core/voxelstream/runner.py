@@ -393,32 +393,33 @@ def run_per_volume(
 
     with run_progress(command, total, distributed=client is not None) as progress, \
             cf.ThreadPoolExecutor(max_workers=cap, thread_name_prefix="voxelstream-volume") as executor:
-        for n, job, fut in _pending(executor, client, todo(), cap, resources):
-            t0 = starts.pop(n, started)
-            try:
-                res = fut.result()
-            except KeyboardInterrupt:
-                # volumes not started are dropped; those computing finish their staging
-                # (never visible half-written) and the command stops
-                executor.shutdown(wait=False, cancel_futures=True)
-                raise
-            except Exception as exc:  # one bad volume must not stop the others
-                fail(job, describe_error(exc), t0)
-                if os.environ.get("VOXELSTREAM_DEBUG"):
-                    import traceback
+        try:
+            for n, job, fut in _pending(executor, client, todo(), cap, resources):
+                t0 = starts.pop(n, started)
+                try:
+                    res = fut.result()
+                except Exception as exc:  # one bad volume must not stop the others
+                    fail(job, describe_error(exc), t0)
+                    if os.environ.get("VOXELSTREAM_DEBUG"):
+                        import traceback
 
-                    traceback.print_exception(exc, file=err)
-            else:
-                info = {"id": job.volume_id, **job.info}
-                if res["status"] == "skipped":
-                    print(f"{prefix(n)}{printable(job.volume_id)}\t({printable(res['detail'])})", file=out, flush=True)
-                    add(Outcome(job.name, "skipped", res["detail"], info=info), t0)
+                        traceback.print_exception(exc, file=err)
                 else:
-                    shape = "x".join(map(str, res["shape"]))
-                    extra = f" {res['detail']}" if res.get("detail") else ""
-                    print(f"{prefix(n)}{printable(job.volume_id)}\t{shape}{extra}", file=out, flush=True)
-                    add(Outcome(job.name, "done", info={**info, "shape": res["shape"]}), t0)
-            progress.advance()
+                    info = {"id": job.volume_id, **job.info}
+                    if res["status"] == "skipped":
+                        print(f"{prefix(n)}{printable(job.volume_id)}\t({printable(res['detail'])})", file=out, flush=True)
+                        add(Outcome(job.name, "skipped", res["detail"], info=info), t0)
+                    else:
+                        shape = "x".join(map(str, res["shape"]))
+                        extra = f" {res['detail']}" if res.get("detail") else ""
+                        print(f"{prefix(n)}{printable(job.volume_id)}\t{shape}{extra}", file=out, flush=True)
+                        add(Outcome(job.name, "done", info={**info, "shape": res["shape"]}), t0)
+                progress.advance()
+        except KeyboardInterrupt:
+            # volumes not started are dropped; those computing finish their staging (never
+            # visible half-written) and the command stops
+            executor.shutdown(wait=False, cancel_futures=True)
+            raise
     items = report.as_record()
     if redact is not None:  # e.g. ingest without --keep-phi: no source path in the manifest
         items = {"items": [redact(item) for item in items["items"]]}
