@@ -216,3 +216,31 @@ def test_write_keeps_task_annotations(tmp_path):
     dask.compute(done)
     finish()
     np.testing.assert_array_equal(store.open("v").data.compute(), vol.data.compute() + 1)
+
+
+def test_public_read_api_regions_arrays_and_picklable_readers(tmp_path):
+    """What plugins use instead of store paths: read_region (numpy, channel axis included),
+    array (lazy dask), reader (picklable, usable inside dask tasks on any scheduler)."""
+    import pickle
+
+    rgb = np.random.default_rng(3).integers(0, 255, (37, 41, 3)).astype(np.uint8)
+    ct = np.random.default_rng(4).integers(-1000, 1000, (13, 17, 19)).astype(np.int16)
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    store.write(vs.Volume.from_array(rgb, channel_axis=-1, units="pixel"), "photo", chunks=16)
+    store.write(vs.Volume.from_array(ct), "ct", chunks=8)
+    ref_rgb, ref_ct = np.moveaxis(rgb, -1, 0), ct[None]
+    region = (slice(1, 3), slice(5, 30), slice(0, 41))
+    np.testing.assert_array_equal(store.read_region("photo", "image", region), ref_rgb[region])
+    region = (slice(None), slice(2, 11), slice(0, 17), slice(7, 8))
+    np.testing.assert_array_equal(store.read_region("ct", "image", region), ref_ct[region])
+    lazy = store.array("ct", "image")
+    assert isinstance(lazy, da.Array) and lazy.chunksize == (1, 8, 8, 8)
+    np.testing.assert_array_equal(lazy.compute(), ref_ct)
+    reader = pickle.loads(pickle.dumps(store.reader("photo", "image")))
+    assert reader.shape == ref_rgb.shape and reader.dtype == np.uint8
+    parts = [dask.delayed(lambda r, y: r[:, y:y + 10, :])(reader, y) for y in range(0, 37, 10)]
+    for scheduler in ("sync", "threads", "processes"):
+        got = np.concatenate(dask.compute(*parts, scheduler=scheduler), axis=1)
+        np.testing.assert_array_equal(got, ref_rgb)
+    with pytest.raises(StoreError, match="no 'iso' output"):
+        store.reader("ct", "iso")
