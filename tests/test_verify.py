@@ -98,3 +98,7 @@ def test_a_volume_whose_group_document_is_gone_is_reported_not_dropped(store, ca
     assert [ln.split(":")[1].strip() for ln in err.getvalue().splitlines() if ln.startswith("error:")] == ["b"]
     assert main(["verify", "--store", str(store.path)]) == 1
     assert "damaged: b:" in capsys.readouterr().out
+    assert main(["verify", "--store", str(store.path), "--repair"]) == 1  # it found damage, and repaired it
+    assert "repaired: b:" in capsys.readouterr().out
+    assert main(["verify", "--store", str(store.path)]) == 0
+    assert store.volume_ids("image") == ["a", "b", "c"] and store.is_complete("b", params={"k": 1})

@@ -33,9 +33,11 @@ def run(args: argparse.Namespace) -> int:
             if dmg.name:
                 store.mark_incomplete(dmg.volume_id, dmg.name)
                 print(f"repaired: {dmg.volume_id}/{dmg.name}: marked incomplete; re-run the command that makes it")
+            elif store.rebuild_volume_group(dmg.volume_id) is not None:
+                print(f"repaired: {dmg.volume_id}: its volume document was written again from its outputs")
             else:
-                print(f"not repaired: {dmg.volume_id}: its volume document is damaged; re-ingest the volume "
-                      f"(or delete the folder volumes/{dmg.volume_id})", file=sys.stderr)
+                print(f"not repaired: {dmg.volume_id}: its volume document is damaged and no output names the "
+                      f"volume; re-ingest it (or delete the folder volumes/{dmg.volume_id})", file=sys.stderr)
     print(f"{outputs} output(s), {chunks} chunk(s) checked: "
           + (f"{len(damaged)} damaged" if damaged else "no damage found"))
     return 1 if damaged else 0

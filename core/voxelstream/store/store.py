@@ -372,6 +372,22 @@ class Store:
             raise StoreError(f"{final}: cannot move the finished output into place ({exc.strerror or exc})") from None
         shutil.rmtree(old, ignore_errors=True)
 
+    def rebuild_volume_group(self, folder: str) -> str | None:
+        """Write again the missing or damaged document of the volume folder ``folder`` from
+        the original id its outputs record (``verify --repair``); returns that id, or
+        ``None`` when no readable output names it (then only re-ingesting helps)."""
+        d = self.path / "volumes" / folder
+        for out in sorted(p for p in d.iterdir() if p.is_dir()):
+            try:
+                doc = layout.read_doc(out / "zarr.json", folder) or {}
+            except StoreError:
+                continue
+            vid = ((doc.get("attributes") or {}).get("voxelstream") or {}).get("volume_id")
+            if isinstance(vid, str) and safe_id(vid) == folder:
+                layout.write_doc(d / "zarr.json", layout.group_doc({"voxelstream": {"volume_id": vid}}))
+                return vid
+        return None
+
     def mark_incomplete(self, volume_id: str, name: str) -> None:
         """Mark an output incomplete so the next run rebuilds it (``verify --repair``)."""
         with self.output_lock(volume_id, name, quiet=True):
