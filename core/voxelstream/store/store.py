@@ -429,15 +429,35 @@ def open_store(path: str | os.PathLike[str], create: bool = False) -> Store:
     OME-Zarr from another tool, a Zarr v2 store, a bare array, other files) is a
     :class:`StoreError` and is left untouched."""
     p = Path(path)
-    if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists() or (p / ".zarray").exists()):
-        reason = layout.foreign_reason(p)
-        if reason is not None:
-            raise StoreError(f"{p}: {reason}")
-        return Store(p)
+
+    def existing() -> Store | None:
+        if p.is_dir() and ((p / "zarr.json").exists() or (p / ".zgroup").exists() or (p / ".zarray").exists()):
+            reason = layout.foreign_reason(p)
+            if reason is not None:
+                raise StoreError(f"{p}: {reason}")
+            return Store(p)
+        return None
+
+    store = existing()
+    if store is not None:
+        return store
     if not create:
         raise StoreError(f"{p}: not a voxelstream store (no zarr.json); create one with 'voxelstream ingest'")
-    if p.exists() and (not p.is_dir() or any(p.iterdir())):
-        raise StoreError(f"{p}: exists and is not a voxelstream store; give a new or empty folder")
+    if p.exists() and not p.is_dir():
+        raise StoreError(f"{p}: exists and is not a folder; give a new or empty folder for the store")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"{p}: cannot create the store ({exc.strerror or exc})") from None
+    # several processes may create one store at once: temporary documents (hidden names) and a
+    # root document written meanwhile by another creator are not "somebody else's files"
+    others = [c.name for c in p.iterdir() if not c.name.startswith(".") and c.name != "zarr.json"]
+    store = existing()
+    if store is not None:
+        return store
+    if others:
+        raise StoreError(f"{p}: exists and is not a voxelstream store (it holds {others[0]!r}...); "
+                         "give a new or empty folder")
     layout.write_doc(p / "zarr.json", layout.group_doc({"voxelstream": {"kind": layout.STORE_KIND,
                                                                         "layout": layout.LAYOUT}}))
     return Store(p)
