@@ -228,3 +228,42 @@ def test_detect_after_an_interrupted_infer_names_the_scans_without_a_map(tmp_pat
     assert code == 1
     assert [line.split(":")[1].strip() for line in err.splitlines() if line.startswith("error: b")] == ["b"]
     assert (tmp_path / "d.csv").exists()
+
+
+def _dicom_slice(path, series: str, k: int) -> None:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Modality, ds.SeriesInstanceUID, ds.StudyInstanceUID = "CT", series, "1.2.3"
+    ds.ImagePositionPatient, ds.ImageOrientationPatient = [0.0, 0.0, 2.0 * k], [1.0, 0, 0, 0, 1.0, 0]
+    ds.PixelSpacing, ds.SliceThickness, ds.InstanceNumber = [0.7, 0.7], 2.0, k + 1
+    ds.Rows = ds.Columns = 8
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 16
+    ds.HighBit, ds.PixelRepresentation = 15, 1
+    ds.PixelData = np.full((8, 8), k, np.int16).tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+
+
+def test_a_series_that_gains_a_slice_is_ingested_again_and_its_neighbour_is_not(tmp_path):
+    """Two DICOM series in one folder; after ingest a slice is added to one of them."""
+    folder = tmp_path / "dicom"
+    folder.mkdir()
+    for series in ("1.2.3.1", "1.2.3.2"):
+        for k in range(4):
+            _dicom_slice(folder / f"{series}-{k}.dcm", series, k)
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    out = io.StringIO()
+    assert ingest([str(folder)], store, out=out).exit_code == 0
+    assert sorted(_lines(out)) == ["1.2.3.1\t1x4x8x8", "1.2.3.2\t1x4x8x8"]
+    _dicom_slice(folder / "1.2.3.1-4.dcm", "1.2.3.1", 4)
+    out = io.StringIO()
+    assert ingest([str(folder)], store, out=out).exit_code == 0
+    assert sorted(_lines(out)) == ["1.2.3.1\t1x5x8x8", "1.2.3.2\t(already stored)"]
+    np.testing.assert_array_equal(store.open("1.2.3.1").data.compute()[0, :, 0, 0], [0, 1, 2, 3, 4])

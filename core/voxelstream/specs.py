@@ -23,6 +23,9 @@ class Source:
     ``open`` must return a :class:`Volume` whose data is a lazy dask array: no pixel data
     may be read before the graph runs. ``open`` must be picklable when the volume is to be
     built on a dask.distributed worker (a module-level function or ``functools.partial``).
+    ``files``: the files the volume is read from, when the reader knows them; ingest
+    fingerprints them (names, sizes, modification times) so a rerun re-reads a changed
+    volume. Without them the location's file and its companions, or its whole folder, count.
     """
 
     volume_id: str
@@ -30,6 +33,7 @@ class Source:
     open: Callable[[], Volume]
     reader: str = ""
     description: str = ""
+    files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -176,6 +176,7 @@ def discover(files: Sequence[Path], options: Any = None) -> Iterator[Source | So
                 open=functools.partial(open_series, plan),
                 reader="dicom",
                 description=f"{kind} {what}",
+                files=tuple(plan.files),  # ingest's fingerprint: a slice added to this series only
             )
     for k, err in enumerate(orphans):
         if k not in used:
