@@ -25,7 +25,6 @@ import dask
 import dask.array as da
 import numpy as np
 from benchlib import append_results
-import zarr
 
 import voxelstream
 from voxelstream import Store, Volume
@@ -67,8 +66,7 @@ def centres_per_scan(store: Store, annotations: list[Annotation], negatives: int
 def whole_scan_way(store: Store, centres: dict[str, np.ndarray], edge) -> dict[str, np.ndarray]:
     out = {}
     for uid, cs in centres.items():
-        arr = zarr.open_array(store=str(store.path), path=f"{Store.image_path(uid, 'iso')}/0", mode="r")
-        scan = arr[...]  # the whole scan in RAM
+        scan = store.read_region(uid, "iso", (slice(None),) * 4)[0]  # the whole scan in RAM (one channel)
         starts = cs - np.asarray(edge) // 2
         out[uid] = np.stack([cut_cube(scan, (0, 0, 0), s, edge, 0.0) for s in starts])
     return out

@@ -183,7 +183,7 @@ def part_monai(work: Path, repeats: int) -> dict[str, Any]:
     # the padded input whose 48^3 windows at stride 4 are exactly our grid's windows
     lo = grid.window_start((0, 0, 0))
     edge = grid.window_edge(grid.shape[0])
-    vol = store.open("scan", "iso").data.compute()
+    vol = store.open("scan", "iso").data.compute()[0]  # channel-first (1, Z, Y, X)
     padded = np.zeros((edge,) * 3, np.float32)
     padded[-lo[0]:-lo[0] + 48, -lo[1]:-lo[1] + 48, -lo[2]:-lo[2] + 48] = vol
     x = torch.from_numpy(padded)[None, None]
