@@ -54,10 +54,7 @@ _LAZY: dict[str, str] = {
     "add_scheduler_option": ".cli.options",
     "add_progress_option": ".cli.options",
     "add_common_options": ".cli.options",
-    "run_per_volume": ".runner",
-    "stored_jobs": ".runner",
-    "VolumeJob": ".runner",
-    "Accepts": ".runner",
+    "prefetch": ".prefetch",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same names, eagerly
@@ -66,7 +63,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same nam
     from .lazy import lazy_callable
     from .models import load_model, save_model
     from .plugins import get_stage, get_task, plugin_report
-    from .runner import Accepts, VolumeJob, run_per_volume, stored_jobs
+    from .prefetch import prefetch
     from .runner import Accepts, VolumeJob, run_per_volume, stored_jobs
     from .stages import blockwise_stage
     from .store import Store, open_store
@@ -120,10 +117,7 @@ __all__ = [
     "add_scheduler_option",
     "add_progress_option",
     "add_common_options",
-    "run_per_volume",
-    "stored_jobs",
-    "VolumeJob",
-    "Accepts",
+    "prefetch",
     "ReaderSpec",
     "StageSpec",
     "ModelSpec",

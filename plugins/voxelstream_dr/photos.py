@@ -7,14 +7,12 @@ read per batch, so memory does not grow with the dataset.
 
 from __future__ import annotations
 
-import queue
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["Photos", "prefetch"]
+__all__ = ["Photos"]
 
 
 class Photos:
@@ -59,23 +57,3 @@ class Photos:
 
     def batch(self, indices: Sequence[int]) -> np.ndarray:
         return np.stack([self.image(int(k)) for k in indices])
-
-
-def prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run ``it`` ahead in a thread (reading and augmenting overlap training; order kept)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def work() -> None:
-        try:
-            for item in it:
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-        q.put(done)
-
-    threading.Thread(target=work, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item

@@ -35,7 +35,9 @@ from .labels import GRADES, split_by_patient, write_split
 from .metrics import DEFAULT_THRESHOLDS, apply_thresholds, fit_thresholds, grade_metrics
 from .model import MODEL_NAME, GradeNet, NetConfig, build
 from .options import TrainError, TrainOptions
-from .photos import Photos, prefetch
+from voxelstream.prefetch import prefetch
+
+from .photos import Photos
 
 __all__ = ["train", "view_outputs", "grades_from_outputs", "epoch_indices", "sample_weights"]
 
