@@ -102,3 +102,14 @@ def test_a_volume_whose_group_document_is_gone_is_reported_not_dropped(store, ca
     assert "repaired: b:" in capsys.readouterr().out
     assert main(["verify", "--store", str(store.path)]) == 0
     assert store.volume_ids("image") == ["a", "b", "c"] and store.is_complete("b", params={"k": 1})
+
+
+def test_a_deleted_chunk_file_is_found(store, capsys):
+    """Chunks holding only the fill value are not stored, so a missing file reads as zeros:
+    the completion marker records how many chunk files there are."""
+    base = store.path / "volumes" / "c" / "image" / "0"
+    victim = sorted(p for p in base.rglob("*") if p.is_file() and p.name != "zarr.json")[2]
+    victim.unlink()
+    assert main(["verify", "--store", str(store.path)]) == 1
+    (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("damaged:")]
+    assert line.startswith("damaged: c/image: 1 of its 8 chunk files are missing")

@@ -348,6 +348,9 @@ class Store:
             with self.output_lock(volume_id, name, quiet=True):
                 attrs["complete"] = True
                 attrs["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+                # how many chunk files hold data: a deleted one would otherwise read as fill
+                # value without a word (chunks of fill value only are never stored)
+                attrs["chunk_files"] = sum(len(files) for _, _, files in os.walk(stage_dir / layout.ARRAY / "c"))
                 layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
                 if before_commit is not None:
                     try:

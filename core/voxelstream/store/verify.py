@@ -44,6 +44,9 @@ def _check_output(store, vid: str, name: str) -> tuple[int, Damage | None]:
         return 0, Damage(vid, name, _short(str(exc), vid, name))
     except Exception as exc:  # zarr raising on a broken array document
         return 0, Damage(vid, name, f"unreadable ({type(exc).__name__}: {exc})")
+    expected = a.get("chunk_files")
+    if isinstance(expected, int) and n < expected:
+        problems.insert(0, f"{expected - n} of its {expected} chunk files are missing (deleted?)")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return n, Damage(vid, name, _short(problems[0], vid, name) + more)
