@@ -106,8 +106,10 @@ def _bwd(res: tuple[jax.Array, jax.Array], g: jax.Array) -> tuple[jax.Array, jax
 
 _conv3d_fast_grad.defvjp(_fwd, _bwd)
 
-# Above this kernel edge the patch matrix (k^3 columns per channel) is no longer small, and
-# such kernels here are the head's, whose output is a few voxels: autodiff is cheap there.
+# Above this kernel edge the patch matrix (k^3 columns per channel) is no longer small. Such
+# kernels here are the head's (9^3 on a 9^3 input in training, a few voxels out): XLA's own 3-D
+# convolution and its autodiff are cheap there, and for the large dense-inference input it ran
+# 1.5x faster than 9 depth-sliced 2-D convolutions (0.27 vs 0.40 s on a 24^3-output tile).
 _MAX_PATCH_KERNEL = 3
 
 
@@ -117,4 +119,4 @@ def conv3d_valid(x: jax.Array, w: jax.Array) -> jax.Array:
     Differentiable; equal to :func:`conv3d_reference` within float32 rounding."""
     if w.shape[0] <= _MAX_PATCH_KERNEL:
         return _conv3d_fast_grad(x, w)
-    return _forward(x, w)
+    return conv3d_reference(x, w)
