@@ -16,10 +16,8 @@
 from __future__ import annotations
 
 import json
-import queue
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +29,7 @@ from flax import nnx
 from scipy.stats import rankdata
 
 from voxelstream.models import load_model, read_model_json, save_model
+from voxelstream.prefetch import prefetch
 
 from .cubeset import CubeRecord, CubeSet
 from .options import TrainError, TrainOptions
@@ -88,31 +87,11 @@ def _logits(model: nnx.Module, x: jax.Array) -> jax.Array:
     return model(x).reshape(x.shape[0])
 
 
-def _prefetch(it: Iterator[Any], depth: int = 2) -> Iterator[Any]:
-    """Run ``it`` one step ahead in a thread (reading overlaps training; order unchanged)."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    done = object()
-
-    def work() -> None:
-        try:
-            for item in it:
-                q.put(item)
-        except BaseException as exc:  # handed to the consumer
-            q.put(exc)
-        q.put(done)
-
-    threading.Thread(target=work, daemon=True).start()
-    while (item := q.get()) is not done:
-        if isinstance(item, BaseException):
-            raise item
-        yield item
-
-
 def _evaluate(model: NoduleNet, cubes: CubeSet, idx: np.ndarray, batch_size: int, pos_weight: float) -> tuple[float, float]:
     """``(loss, auc)`` over ``idx`` in eval mode; batches are padded to one shape."""
     model.eval()
     scores, labels = [], []
-    for x, y in _prefetch(cubes.batches(idx, batch_size)):
+    for x, y in prefetch(cubes.batches(idx, batch_size)):
         n = len(x)
         if n < batch_size:  # pad so the jitted function sees a single shape
             x = np.concatenate([x, np.zeros((batch_size - n, *x.shape[1:]), x.dtype)])
@@ -200,7 +179,7 @@ def train(cubes_path: str | Path, out: str | Path, opts: TrainOptions = TrainOpt
         order = order[: len(order) // batch * batch]  # one batch shape; the shuffle varies the rest
         model.train()
         losses = [float(_train_step(model, optimizer, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), pw))
-                  for x, y in _prefetch(cubes.batches(order, batch))]
+                  for x, y in prefetch(cubes.batches(order, batch))]
         seconds = time.perf_counter() - t0
         val_loss, auc = _evaluate(model, cubes, va_idx, batch, pos_weight)
         val_auc = None if np.isnan(auc) else auc  # None: the validation side has one class only
