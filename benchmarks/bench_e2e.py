@@ -78,8 +78,13 @@ def store_codecs(store: Path, nz: int) -> str:
     return json.dumps([c for c in meta["codecs"] if c["name"] != "bytes"])
 
 
+#: Bytecode cached (under the scratch folder) as on a user's machine: this environment may set
+#: PYTHONDONTWRITEBYTECODE, which recompiles every source module at every start (bench_startup.py does the same).
+CHILD_ENV = {"PYTHONDONTWRITEBYTECODE": ""}
+
+
 def run(argv: list[str]) -> dict:
-    r = run_child(argv, check=False)
+    r = run_child(argv, env=CHILD_ENV, check=False)
     if r.returncode:
         raise SystemExit(f"{argv} failed ({r.returncode}):\n{r.stderr[-2000:]}")
     return {"seconds": r.wall_s, "cpu": r.cpu_s, "rss": r.peak_rss_gib}
@@ -127,6 +132,7 @@ def main() -> int:
     add_size_arguments(ap, repeats=5, large_repeats=3)
     ap.add_argument("--steps", default=",".join(STEPS), help="comma-separated subset of " + ", ".join(STEPS))
     args, work = parse_with_work(ap)
+    CHILD_ENV["PYTHONPYCACHEPREFIX"] = str(work / "pycache")
     steps = [s for s in args.steps.split(",") if s]
     load = " ".join(f"{v:.1f}" for v in os.getloadavg())
     rows = []
