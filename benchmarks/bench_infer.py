@@ -274,7 +274,7 @@ def run_child(args: list[str]) -> None:
         infer_once(store, model_dir, tile)
         print(json.dumps({"seconds": timed(lambda: infer_once(store, model_dir, tile), repeats)}))
     elif kind == "rss":
-        from voxelstream_nodules.infer_commands import INFER
+        from voxelstream_nodules.infer_score_cmd import INFER
 
         p = argparse.ArgumentParser()
         INFER.add_arguments(p)

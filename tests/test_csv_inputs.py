@@ -16,7 +16,7 @@ from voxelstream.errors import ReadError
 from voxelstream_nodules.annotations import read_annotations, read_excluded
 from voxelstream_nodules.detection import read_detections
 from voxelstream_nodules.froc import read_series_list
-from voxelstream_nodules.infer_commands import read_points_table
+from voxelstream_nodules.infer_score_cmd import read_points_table
 
 ANN = "seriesuid,coordX,coordY,coordZ,diameter_mm\r\n"
 DET = "seriesuid,coordX,coordY,coordZ,probability\n"

@@ -12,7 +12,7 @@ import pytest
 from voxelstream import Volume, open_store
 from voxelstream.errors import VoxelstreamError
 from voxelstream_nodules.detection import detect_volume
-from voxelstream_nodules.eval_commands import DETECT
+from voxelstream_nodules.detect_evaluate_cmd import DETECT
 
 SHAPE = (20, 36, 40)
 SPACING = (2.5, 0.8, 0.7)  # (z, y, x) mm

@@ -128,7 +128,7 @@ def test_combine_regression_and_softmax_by_hand():
 
 # -- the CLI job, small ----------------------------------------------------------------------------
 def test_cli_end_to_end_on_tiny_phantoms(tmp_path, capsys):
-    from voxelstream_dr.demo import DemoConfig, run_demo
+    from voxelstream_dr.demo_cmd import DemoConfig, run_demo
 
     cfg = DemoConfig(train_photos=20, test_photos=8, width=120, radius=12, epochs=1, tta=2)
     metrics = run_demo(tmp_path, cfg)
@@ -160,7 +160,7 @@ def test_cli_end_to_end_on_tiny_phantoms(tmp_path, capsys):
 @pytest.mark.slow
 def test_demo_reaches_kappa_on_unseen_phantoms(tmp_path, request):
     """What ``make demo`` runs for this task: quadratic kappa >= 0.8 on held-out phantoms."""
-    from voxelstream_dr.demo import run_demo
+    from voxelstream_dr.demo_cmd import run_demo
 
     if "slow" not in (request.config.getoption("-m") or ""):
         pytest.skip("minutes of training: run with -m slow (make test-all)")

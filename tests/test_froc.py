@@ -13,7 +13,7 @@ import pytest
 from voxelstream.errors import VoxelstreamError
 from voxelstream_nodules.annotations import Annotation
 from voxelstream_nodules.detection import Detection
-from voxelstream_nodules.eval_commands import EVALUATE
+from voxelstream_nodules.detect_evaluate_cmd import EVALUATE
 from voxelstream_nodules.froc import FP_RATES, evaluate_froc, match_scan
 
 # -- the hand-computed case ----------------------------------------------------------------------

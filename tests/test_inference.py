@@ -17,7 +17,7 @@ jax = pytest.importorskip("jax")
 from flax import nnx  # noqa: E402
 
 from voxelstream_nodules.inference import dense_grid, infer_store  # noqa: E402
-from voxelstream_nodules.infer_commands import INFER, SCORE  # noqa: E402
+from voxelstream_nodules.infer_score_cmd import INFER, SCORE  # noqa: E402
 from voxelstream_nodules.model import MODEL_NAME, NetConfig, build  # noqa: E402
 from voxelstream_nodules.scoring import Point, score_points  # noqa: E402
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import voxelstream
 
-from .commands import COMMANDS
-from .demo import DEMO
+from .pipeline_cmd import COMMANDS
+from .demo_cmd import DEMO
 from .options import MODALITY, MODEL_NAME
 
 

@@ -10,11 +10,11 @@ from typing import Any
 
 import voxelstream
 
-from .commands import CUBES, TRAIN
-from .demo import DEMO
-from .eval_commands import DETECT, EVALUATE
-from .infer_commands import INFER, SCORE
-from .mine_command import MINE
+from .cubes_train_cmd import CUBES, TRAIN
+from .demo_cmd import DEMO
+from .detect_evaluate_cmd import DETECT, EVALUATE
+from .infer_score_cmd import INFER, SCORE
+from .mine_cmd import MINE
 from .options import MODEL_NAME
 
 # in the order of the job: cubes -> train -> infer/score -> detect -> evaluate -> mine -> demo

@@ -56,7 +56,7 @@ def run_demo(out: str | Path, cfg: DemoConfig = DemoConfig()) -> dict:
     """Run the demo into ``out``; returns the test metrics (``evaluate``'s metrics.json)."""
     from voxelstream.cli.ingest_cmd import COMMAND as INGEST
 
-    from .commands import EVALUATE, PHANTOMS, PREDICT, TRAIN
+    from .pipeline_cmd import EVALUATE, PHANTOMS, PREDICT, TRAIN
 
     out = Path(out)
     t0 = time.perf_counter()

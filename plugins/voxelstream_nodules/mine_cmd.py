@@ -7,6 +7,7 @@ import argparse
 from voxelstream import CommandSpec, add_common_options, lazy_callable
 
 from .annotations import read_annotations
+from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
 use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
@@ -32,8 +33,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help=f"a detection within radius + this of a finding is not a false positive (default {DEFAULT_MARGIN_MM:g})")
     p.add_argument("--min-distance-mm", type=float, default=DEFAULT_MIN_DISTANCE_MM,
                    help=f"local-maximum suppression distance (default {DEFAULT_MIN_DISTANCE_MM:g})")
-    p.add_argument("--name", default="iso", help="the preprocessed output cubes are cut from (default iso)")
-    p.add_argument("--prob-name", default="prob", help="the probability-map output (default prob; computed where missing)")
+    p.add_argument("--name", default=ISO_OUTPUT, help=f"the preprocessed output cubes are cut from (default {ISO_OUTPUT})")
+    p.add_argument("--prob-name", default=PROB_OUTPUT, help=f"the probability-map output (default {PROB_OUTPUT}; computed where missing)")
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -10,6 +10,7 @@ from voxelstream import CommandSpec, add_common_options, lazy_callable
 
 from .annotations import read_annotations
 from .options import TrainError, TrainOptions
+from .outputs import ISO_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
 use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
@@ -25,7 +26,7 @@ def _cubes_arguments(p: argparse.ArgumentParser) -> None:
     add_common_options(p, store_help="the store holding the preprocessed volumes")
     p.add_argument("--annotations", required=True, metavar="CSV", help="LUNA16 annotations.csv (world LPS mm)")
     p.add_argument("--out", required=True, metavar="CUBES", help="the cube set to write (replaced if it exists)")
-    p.add_argument("--name", default="iso", help="which stored output to cut from (default: iso)")
+    p.add_argument("--name", default=ISO_OUTPUT, help=f"which stored output to cut from (default: {ISO_OUTPUT})")
     p.add_argument("--cube-mm", type=float, default=DEFAULT_CUBE_MM, help=f"cube edge in mm (default {DEFAULT_CUBE_MM:g})")
     p.add_argument("--negatives-per-volume", type=int, default=DEFAULT_NEGATIVES, metavar="N",
                    help=f"random negatives per volume (default {DEFAULT_NEGATIVES})")

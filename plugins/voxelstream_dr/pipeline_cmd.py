@@ -1,5 +1,5 @@
 """The commands of the ``dr`` task: ``preprocess``, ``train``, ``predict``, ``evaluate`` and
-``phantoms`` (``demo`` is in :mod:`voxelstream_dr.demo`). Heavy modules (dask, JAX) are
+``phantoms`` (``demo`` is in :mod:`voxelstream_dr.demo_cmd`). Heavy modules (dask, JAX) are
 imported when a command runs, never when the CLI is built."""
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.errors import VoxelstreamError
 
 from .annotations import finite_number, read_luna_table, read_table_text
-from .eval_commands import PROB_OUTPUT
+from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
 open_store = lazy_callable("voxelstream.store:open_store")
@@ -30,7 +30,7 @@ def _add_infer_arguments(p: argparse.ArgumentParser) -> None:
 
     add_common_options(p, store_help="the store holding the preprocessed volumes")
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream nodules train'")
-    p.add_argument("--name", default="iso", help="which stored output to read (default: iso)")
+    p.add_argument("--name", default=ISO_OUTPUT, help=f"which stored output to read (default: {ISO_OUTPUT})")
     p.add_argument("--out-name", default=PROB_OUTPUT, help=f"the output to write (default: {PROB_OUTPUT})")
     p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="T",
                    help=f"output grid points per tile edge, also the Zarr chunk edge (default {DEFAULT_TILE}); "
@@ -107,7 +107,7 @@ def _add_score_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--points", required=True, metavar="CSV",
                    help="world points: seriesuid,coordX,coordY,coordZ (LPS mm; other columns are kept)")
     p.add_argument("--out", required=True, metavar="CSV", help="the points again with a probability column")
-    p.add_argument("--name", default="iso", help="which stored output to cut cubes from (default: iso)")
+    p.add_argument("--name", default=ISO_OUTPUT, help=f"which stored output to cut cubes from (default: {ISO_OUTPUT})")
     p.add_argument("--batch-size", type=int, default=16, metavar="B", help="cubes per evaluation (default 16)")
 
 
