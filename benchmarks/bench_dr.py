@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from benchlib import append_results, machine, run_child
+from benchlib import append_results, run_child
 
 HERE = Path(__file__).resolve()
 

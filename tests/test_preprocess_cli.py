@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import dask.array as da
 import numpy as np
 import pytest
 import SimpleITK as sitk

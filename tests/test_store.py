@@ -1,7 +1,6 @@
 """The Zarr store: round trip, OME-Zarr interop, completion marker, ids that cannot escape."""
 
 import json
-from pathlib import Path
 
 import dask
 import dask.array as da
@@ -47,7 +46,6 @@ def test_incomplete_output_is_not_served_and_rewrite_completes(tmp_path, monkeyp
     store = vs.open_store(tmp_path / "s.zarr", create=True)
 
     import voxelstream.store.chunkio as st
-    import voxelstream.store.planning as plan
     import voxelstream.store.store as store_mod
 
     calls = {"n": 0}

@@ -13,7 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -24,6 +24,9 @@ from . import layout, ome
 from .ids import safe_id
 from .layout import jsonable
 from .locks import output_lock, try_lock
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .reading import OutputReader
 
 # zarr, numcodecs and dask are imported by the methods that read or write chunks: opening a
 # store and listing its volumes (the fixed cost of every store command) reads JSON only
