@@ -15,7 +15,7 @@ layer on a CPU, and numpy gives the same numbers everywhere.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import jax
@@ -24,6 +24,7 @@ import numpy as np
 from flax import nnx
 
 from voxelstream.specs import ModelSpec
+from voxelstream.training import config_from_dict, config_to_dict
 
 from .options import MODEL_NAME, TARGETS
 
@@ -51,15 +52,10 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "channels" in known:
-            known["channels"] = tuple(int(c) for c in known["channels"])
-        return cls(**known)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
+        return config_to_dict(self)
 
 
 def _he_normal(init: np.random.Generator, shape: tuple[int, ...], gain: float = 2.0) -> jax.Array:

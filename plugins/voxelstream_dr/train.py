@@ -29,14 +29,14 @@ import optax
 from flax import nnx
 
 from voxelstream.models import load_model, save_model
+from voxelstream.prefetch import prefetch
+from voxelstream.training import plot_training_curves
 
 from .augment import View, apply_view, augment_batch
 from .labels import GRADES, split_by_patient, write_split
 from .metrics import DEFAULT_THRESHOLDS, apply_thresholds, fit_thresholds, grade_metrics
 from .model import MODEL_NAME, GradeNet, NetConfig, build
 from .options import TrainError, TrainOptions
-from voxelstream.prefetch import prefetch
-
 from .photos import Photos
 
 __all__ = ["train", "view_outputs", "grades_from_outputs", "epoch_indices", "sample_weights"]
@@ -124,27 +124,8 @@ def grades_from_outputs(outputs: np.ndarray, target: str, thresholds: Sequence[f
 
 
 def _plot_curves(metrics: list[dict[str, Any]], best: int, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    ep = [m["epoch"] for m in metrics]
-    fig, (loss_ax, k_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
-    loss_ax.plot(ep, [m["train_loss"] for m in metrics], marker=".", label="train (augmented)")
-    loss_ax.plot(ep, [m["val_loss"] for m in metrics], marker=".", label="validation")
-    loss_ax.set(xlabel="epoch", ylabel="loss", title="loss")
-    loss_ax.legend(fontsize="small")
-    k_ax.plot(ep, [np.nan if m["val_kappa"] is None else m["val_kappa"] for m in metrics], marker=".", color="tab:green")
-    k_ax.set(xlabel="epoch", ylabel="quadratic weighted kappa", title="validation kappa", ylim=(-0.05, 1.02))
-    for ax in (loss_ax, k_ax):
-        ax.axvline(best, color="grey", linestyle=":")  # the epoch whose model is kept
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_training_curves(path, metrics, best, score_key="val_kappa", score_label="quadratic weighted kappa",
+                         score_title="validation kappa", score_ylim=(-0.05, 1.02), train_label="train (augmented)")
 
 
 def _batches(photos: Photos, pos: np.ndarray, order: np.ndarray, y: np.ndarray, w: np.ndarray,

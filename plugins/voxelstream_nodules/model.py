@@ -26,13 +26,15 @@ benchmarks/RESULTS.md); tests check they agree with ``lax.conv_general_dilated``
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+
+from voxelstream.training import config_from_dict, config_to_dict
 
 from .conv3d import conv3d_valid
 
@@ -53,14 +55,10 @@ class NetConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> NetConfig:
-        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        if "channels" in known:
-            known["channels"] = tuple(int(c) for c in known["channels"])
-        return cls(**known)
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["channels"] = list(self.channels)
+        d = config_to_dict(self)
         d["receptive_field"], d["stride"] = self.cube, 2 ** len(self.channels)
         return d
 

@@ -30,6 +30,7 @@ from scipy.stats import rankdata
 
 from voxelstream.models import load_model, read_model_json, save_model
 from voxelstream.prefetch import prefetch
+from voxelstream.training import plot_training_curves
 
 from .cubeset import CubeRecord, CubeSet
 from .options import TrainError, TrainOptions
@@ -104,28 +105,10 @@ def _evaluate(model: NoduleNet, cubes: CubeSet, idx: np.ndarray, batch_size: int
 
 
 def _plot_curves(metrics: list[dict[str, Any]], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    ep = [m["epoch"] for m in metrics]
     best = min(metrics, key=lambda m: m["val_loss"])["epoch"]
-    fig, (loss_ax, auc_ax) = plt.subplots(1, 2, figsize=(9, 3.6))
-    loss_ax.plot(ep, [m["train_loss"] for m in metrics], marker=".", label="train")
-    loss_ax.plot(ep, [m["val_loss"] for m in metrics], marker=".", label="validation")
-    loss_ax.set(xlabel="epoch", ylabel="weighted binary cross-entropy", title="loss")
-    loss_ax.legend(title="dotted: kept epoch", fontsize="small", title_fontsize="small")
-    auc_ax.plot(ep, [np.nan if m["val_auc"] is None else m["val_auc"] for m in metrics], marker=".", color="tab:green")
-    auc_ax.set(xlabel="epoch", ylabel="AUC", title="validation AUC", ylim=(0, 1.02))
-    for ax in (loss_ax, auc_ax):
-        ax.axvline(best, color="grey", linestyle=":")  # the epoch whose model is kept
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    plot_training_curves(path, metrics, best, score_key="val_auc", score_label="AUC", score_title="validation AUC",
+                         score_ylim=(0, 1.02), loss_label="weighted binary cross-entropy",
+                         legend_title="dotted: kept epoch")
 
 
 def _initial_model(opts: TrainOptions, cube: int) -> tuple[NoduleNet, NetConfig]:
