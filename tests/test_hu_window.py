@@ -78,3 +78,18 @@ def test_records_itself_and_conforms():
 def test_bad_parameters_are_user_errors(params, match):
     with pytest.raises(vs.VoxelstreamError, match=match):
         vs.get_stage("hu_window")(sample_volume((8, 8, 8)), **params)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16", "uint8"])
+def test_direct_regions_equal_the_graph(tmp_path, dtype):
+    """A stored input (a BlockSource): the window is applied region by region, no graph."""
+    rng = np.random.default_rng(7)
+    hu = rng.integers(-1500, 2000, (13, 20, 17)).astype(np.int16)
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    store.write(_hu_volume(hu), "v", chunks=8)
+    out = vs.get_stage("hu_window")(store.open("v"), preset="lung", dtype=dtype)
+    assert out.source is not None and out.dtype == np.dtype(dtype)
+    region = (slice(0, 1), slice(2, 11), slice(5, 20), slice(0, 9))
+    want = vs.get_stage("hu_window")(_hu_volume(hu), preset="lung", dtype=dtype).data.compute()
+    np.testing.assert_array_equal(out.source.read(region), want[region])
+    np.testing.assert_array_equal(out.data.compute(), want)

@@ -17,7 +17,7 @@ import SimpleITK as sitk
 
 import voxelstream
 from voxelstream_itk import rawdata, stream
-from voxelstream_itk.slabs import SLAB_BYTES, block_plan
+from voxelstream_itk.slabs import SLAB_BYTES, block_plan, slab_array
 
 RNG = np.random.default_rng(7)
 
@@ -205,8 +205,8 @@ def test_sparse_raw_slice_values_and_blocks(tmp_path: Path) -> None:
     assert layout_vol.data.numblocks[2] == 1  # 36 MB fits one block at the default size
     from voxelstream_itk.reader import inspect_file, raw_layout_of
     arr = rawdata.raw_array(raw_layout_of(inspect_file(str(path))))
-    small = rawdata.slab_array(rawdata.read_raw_block, arr.shape, "int16", None, path=str(raw), offset=0,
-                               dtype="<i2", shape=arr.shape, max_bytes=band_bytes)
+    small = slab_array(rawdata.read_raw_block, arr.shape, "int16", None, path=str(raw), offset=0,
+                       dtype="<i2", shape=arr.shape, max_bytes=band_bytes)
     assert small.numblocks[1] == -(-ny // (band_bytes // (nx * 2)))
     got = small.compute()
     assert got[0, 1234, 5678] == 4321 and int(np.count_nonzero(got)) == 1

@@ -91,3 +91,27 @@ def test_store_command_with_nothing_to_do_imports_no_array_library(tmp_path):
     assert "voxelstream.store.store" in modules  # it did open the store
     heavy = [m for m in _heavy(modules) if m.split(".")[0] not in ("numpy", "dask") or m.startswith("dask.array")]
     assert heavy == []
+
+
+def _not_allowed(modules: list[str], allowed: tuple[str, ...]) -> list[str]:
+    return [m for m in _heavy(modules) if m.split(".")[0] not in allowed or m.startswith(("dask.array", "scipy"))]
+
+
+def test_one_scan_ingest_and_preprocess_build_no_dask_graph(tmp_path):
+    """Issue 13.3: an uncompressed .mhd is ingested and then preprocessed (resample + window)
+    through block sources and the store's direct writes: dask.array (0.3 s with the scipy
+    modules it imports) is never imported, nor zarr by the ingest. Outputs are checked
+    against SimpleITK in test_itk_reader.py, test_resample.py and test_preprocess_cli.py."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    img = sitk.GetImageFromArray(np.random.default_rng(0).integers(-1000, 1000, (12, 20, 18)).astype(np.int16))
+    img.SetSpacing((0.7, 0.7, 2.5))
+    sitk.WriteImage(img, str(tmp_path / "scan.mhd"))
+    store = str(tmp_path / "s.zarr")
+    modules = _modules_after(["ingest", str(tmp_path / "scan.mhd"), "--store", store], tmp_path)
+    assert "voxelstream.store.direct" in modules  # it did write
+    assert _not_allowed(modules, ("numpy", "dask", "numcodecs", "SimpleITK")) == []
+    modules = _modules_after(["ct", "preprocess", "--store", store], tmp_path)
+    assert "voxelstream_resample.source" in modules
+    assert _not_allowed(modules, ("numpy", "dask", "numcodecs", "zarr")) == []

@@ -72,10 +72,24 @@ def _jobs(inputs: Sequence[str], options: ReadOptions) -> Iterator[VolumeJob]:
 
 
 def _counted(open_volume: Any) -> Any:
-    """The source volume, counting its NaN/inf voxels as it is written (see :mod:`.nonfinite`)."""
+    """The source volume, counting its NaN/inf voxels as it is written (see :mod:`.nonfinite`).
+    Integer volumes cannot hold any: they are passed on untouched, so a reader's direct block
+    source stays direct (no dask graph, see :class:`~voxelstream.lazy.BlockSource`)."""
+    volume = open_volume()
+    if volume.dtype.kind not in "fc":
+        return volume
     from .nonfinite import counting_non_finite
 
-    return counting_non_finite(open_volume())
+    return counting_non_finite(volume)
+
+
+def _describe(volume: Any) -> str:
+    """The done line's note on non-finite voxels (none for integer volumes: nothing counted)."""
+    if volume.dtype.kind not in "fc":
+        return ""
+    from .nonfinite import describe_non_finite
+
+    return describe_non_finite(volume)
 
 
 def ingest(
@@ -99,7 +113,6 @@ def ingest(
     inputs as salted hashes unless ``keep_phi`` (see :mod:`voxelstream.privacy`);
     ``allow_outside_data`` lets headers point at data files outside their folder.
     """
-    from .nonfinite import describe_non_finite
     from .privacy import redactor, salted_hash
 
     options = ReadOptions(keep_phi=keep_phi, allow_outside_data=allow_outside_data)
@@ -109,6 +122,6 @@ def ingest(
         store, _jobs(inputs, options), output="image", command="ingest", params=params, chunks=chunks,
         force=force, keep_phi=keep_phi, provenance={"stage": "ingest"}, in_flight=in_flight,
         record={"inputs": inputs_record, "chunks": chunks}, numbered=False,
-        skipped_text="already stored", out=out, err=err, describe=describe_non_finite,
+        skipped_text="already stored", out=out, err=err, describe=_describe,
         redact=None if keep_phi else redactor([*map(str, inputs), *(os.path.abspath(i) for i in inputs)]),
     )

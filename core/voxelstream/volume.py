@@ -6,7 +6,8 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import threading
+from dataclasses import FrozenInstanceError
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -24,6 +25,10 @@ __all__ = ["Volume", "SPATIAL_AXES", "UNITS"]
 SPATIAL_AXES: dict[int, tuple[str, ...]] = {2: ("y", "x"), 3: ("z", "y", "x")}
 #: Units a spatial axis may have: physical millimetres, or pixels without a known size.
 UNITS = ("mm", "pixel")
+
+
+#: Guards building ``Volume.data`` from a source (two threads asking at once build it once).
+_BUILD_LOCK = threading.RLock()
 
 
 def _json_safe(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -58,7 +63,6 @@ def _units(units: str | Sequence[str] | None, n: int) -> tuple[str, ...]:
     return tuple(str(u) for u in out)
 
 
-@dataclass(frozen=True, eq=False)
 class Volume:
     """A frozen, lazy image with 2 or 3 spatial axes.
 
@@ -72,18 +76,24 @@ class Volume:
             ``source``, stage ``history``...).
         units: per spatial axis, ``"mm"`` (physical) or ``"pixel"`` (no known size).
 
+    ``data`` may also be given as a :class:`~voxelstream.lazy.BlockSource` (readers and
+    stages that compute regions directly do): then :attr:`source` keeps it, writers use it
+    without a dask graph, and ``data`` is built from it on first access.
+
     Make one with :meth:`from_array`; derive new ones with :meth:`replace` (or a stage);
     never mutate one.
     """
 
-    data: da.Array
-    affine: np.ndarray
-    meta: dict[str, Any] = field(default_factory=dict)
-    units: tuple[str, ...] | str | None = None
+    __slots__ = ("_data", "_source", "affine", "meta", "units")
 
-    def __post_init__(self) -> None:
-        data = _as_dask(self.data)
-        aff = np.array(self.affine, dtype=float)
+    def __init__(self, data: Any, affine: Any, meta: Mapping[str, Any] | None = None,
+                 units: tuple[str, ...] | str | None = None) -> None:
+        from .lazy import BlockSource
+
+        source = data if isinstance(data, BlockSource) else None
+        if source is None:
+            data = _as_dask(data)
+        aff = np.array(affine, dtype=float)
         n = aff.shape[0] - 1
         if aff.ndim != 2 or aff.shape[0] != aff.shape[1] or n not in (2, 3):
             raise ValueError(f"Volume.affine must be 3x3 (2-D) or 4x4 (3-D), got shape {aff.shape}")
@@ -95,10 +105,45 @@ class Volume:
                 f"{n}-D affine, got shape {data.shape}; build volumes with Volume.from_array"
             )
         aff.setflags(write=False)
-        object.__setattr__(self, "data", data)
-        object.__setattr__(self, "affine", aff)
-        object.__setattr__(self, "meta", _json_safe(self.meta))
-        object.__setattr__(self, "units", _units(self.units, n))
+        _set = object.__setattr__
+        _set(self, "_source", source)
+        _set(self, "_data", None if source is not None else data)
+        _set(self, "affine", aff)
+        _set(self, "meta", _json_safe(meta or {}))
+        _set(self, "units", _units(units, n))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenInstanceError(f"cannot assign to field {name!r}: a Volume is frozen; use replace()")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenInstanceError(f"cannot delete field {name!r}: a Volume is frozen")
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"data": self.data if self._source is None else self._source, "affine": self.affine,
+                "meta": self.meta, "units": self.units}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        Volume.__init__(self, state["data"], state["affine"], state["meta"], state["units"])
+
+    @property
+    def data(self) -> da.Array:
+        """The lazy dask array ``(C, *spatial)`` (built from :attr:`source` on first access)."""
+        if self._data is None:
+            with _BUILD_LOCK:
+                if self._data is None:
+                    object.__setattr__(self, "_data", _as_dask(self._source.to_dask()))
+        return self._data
+
+    @property
+    def source(self) -> Any:
+        """The :class:`~voxelstream.lazy.BlockSource` computing regions directly, or ``None``
+        (the volume is a dask graph only)."""
+        return self._source
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The voxels' dtype (without building the dask array)."""
+        return (self._source if self._source is not None else self._data).dtype
 
     # -- construction --------------------------------------------------------------
     @classmethod
@@ -171,9 +216,11 @@ class Volume:
     ) -> Volume:
         """A Volume from ITK-ordered geometry: ``spacing`` in array order, ``origin_xyz`` in
         world order (as ``GetOrigin``), ITK's direction. ``data`` is spatial only (one channel
-        is added) or already channel-first."""
+        is added) or already channel-first (a :class:`~voxelstream.lazy.BlockSource` is)."""
+        from .lazy import BlockSource
+
         n = len(spacing)
-        arr = _as_dask(data)
+        arr = data if isinstance(data, BlockSource) else _as_dask(data)  # a source is channel-first
         if arr.ndim == n:
             arr = arr[None]
         origin = (0.0,) * n if origin_xyz is None else tuple(origin_xyz)
@@ -182,7 +229,8 @@ class Volume:
 
     def replace(self, **changes: Any) -> Volume:
         """A copy with some fields changed (``data``, ``affine``, ``meta``, ``units``)."""
-        kw = {"data": self.data, "affine": self.affine, "meta": copy.deepcopy(self.meta), "units": self.units}
+        kw = {"data": self.data if self._source is None else self._source, "affine": self.affine,
+              "meta": copy.deepcopy(self.meta), "units": self.units}
         kw.update(changes)
         return Volume(**kw)
 
@@ -206,12 +254,12 @@ class Volume:
     @property
     def channels(self) -> int:
         """Number of channels (the length of the first axis)."""
-        return int(self.data.shape[0])
+        return int(self.shape[0])
 
     @property
     def shape(self) -> tuple[int, ...]:
         """``(C, *spatial_shape)``."""
-        return tuple(int(s) for s in self.data.shape)
+        return tuple(int(s) for s in (self._source if self._source is not None else self._data).shape)
 
     @property
     def spatial_shape(self) -> tuple[int, ...]:
@@ -263,11 +311,11 @@ class Volume:
         return store
 
     def __repr__(self) -> str:
-        if not isinstance(self.units, tuple):  # a construction that failed validation (pytest shows it)
-            return f"Volume(<invalid: data {getattr(self.data, 'shape', '?')}, affine {np.shape(self.affine)}>)"
+        if not isinstance(getattr(self, "units", None), tuple):  # a construction that failed validation (pytest shows it)
+            return "Volume(<invalid>)"
         sp = ", ".join(f"{s:.4g}" for s in self.spacing)
         unit = self.units[0] if len(set(self.units)) == 1 else "/".join(self.units)
         return (
-            f"Volume(shape={self.shape}, dtype={self.data.dtype}, spacing=({sp}) {unit}, "
+            f"Volume(shape={self.shape}, dtype={self.dtype}, spacing=({sp}) {unit}, "
             f"origin={tuple(round(v, 3) for v in self.origin)}, id={self.meta.get('id')!r})"
         )

@@ -21,11 +21,13 @@ Output dtypes and their error against the exact ``(clip(v, lo, hi) - lo) / (hi -
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 
 import voxelstream as vs
+from voxelstream.lazy import BlockSource
 
 from .presets import DEFAULT_PRESET, DTYPES, PRESETS  # light, for the CLI; re-exported here
 
@@ -80,9 +82,23 @@ def hu_window(
     if dtype not in DTYPES:
         raise vs.VoxelstreamError(f"hu_window: dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
     w_lo, w_hi = window_bounds(preset, lo, hi)
-    data = volume.data.map_blocks(window_block, lo=w_lo, hi=w_hi, dtype=np.dtype(dtype), out_dtype=dtype)
     meta: dict[str, Any] = {**volume.meta, "units": "window", "window": {"lo": w_lo, "hi": w_hi, "dtype": dtype}}
-    return volume.replace(data=data, meta=meta)
+    graph = functools.partial(_window_graph, volume, w_lo, w_hi, dtype)
+    if volume.source is None:
+        return volume.replace(data=graph(), meta=meta)
+    # the input computes its regions directly (e.g. resample): window each as it is made, one
+    # function per block and no graph (the dask form is built only if a later stage asks)
+    read = functools.partial(_window_region, volume.source.read, w_lo, w_hi, dtype)
+    return volume.replace(data=BlockSource(volume.shape, dtype, read, graph, per_chunk=volume.source.per_chunk),
+                          meta=meta)
+
+
+def _window_region(read: Any, lo: float, hi: float, dtype: str, region: tuple[slice, ...]) -> np.ndarray:
+    return window_block(read(region), lo, hi, dtype)
+
+
+def _window_graph(volume: vs.Volume, lo: float, hi: float, dtype: str) -> Any:
+    return volume.data.map_blocks(window_block, lo=lo, hi=hi, dtype=np.dtype(dtype), out_dtype=dtype)
 
 
 HU_WINDOW_STAGE = vs.StageSpec(

@@ -12,14 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import dask.array as da
 import numpy as np
 
 from .errors import ImageFileError
-from .slabs import slab_array
 from .stream import read_range
 
-__all__ = ["RawLayout", "read_raw_block", "raw_array"]
+__all__ = ["RawLayout", "read_raw_block", "read_raw_region", "raw_array"]
 
 
 @dataclass(frozen=True)
@@ -88,8 +86,21 @@ def _read_block(z0: int, z1: int, y0: int, y1: int, path: str, offset: int, dtyp
     return block
 
 
+def read_raw_region(layout: RawLayout, region: tuple[slice, ...]) -> np.ndarray:
+    """Region ``(c, z, y, x)`` (slices) of ``layout``'s voxels, channel-first: what a direct
+    write reads block by block (``voxelstream.lazy.BlockSource``)."""
+    c, z, y, x = region
+    block = read_raw_block(z.start, z.stop, y.start, y.stop, path=layout.data_file, offset=layout.offset,
+                           dtype=layout.dtype, shape=layout.shape, compression=layout.compression,
+                           stream_start=layout.stream_start, slope=layout.slope, inter=layout.inter,
+                           out_dtype=layout.out_dtype)[:, :, x]
+    return np.moveaxis(block, -1, 0)[c] if len(layout.shape) == 4 else block[None][c]
+
+
 def raw_array(layout: RawLayout, depth: int | None = None) -> da.Array:
     """Lazy ``(z, y, x[, c])`` array of ``layout``'s voxels, one task per block."""
+    from .slabs import slab_array  # dask: only when a dask graph is asked for
+
     return slab_array(
         read_raw_block, layout.shape, layout.output_dtype, depth, path=layout.data_file, offset=layout.offset,
         dtype=layout.dtype, shape=layout.shape, compression=layout.compression, stream_start=layout.stream_start,

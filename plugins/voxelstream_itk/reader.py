@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
-import dask.array as da
+from voxelstream.lazy import BlockSource
 from voxelstream.limits import check_output_size
 from voxelstream.privacy import source_origin
 from voxelstream.volume import Volume
@@ -13,8 +14,7 @@ from voxelstream.volume import Volume
 from . import metaimage, nifti, nrrd
 from .header import ImageInfo, read_info
 from .naming import volume_id_for
-from .rawdata import RawLayout, raw_array
-from .sitk_slabs import sitk_array
+from .rawdata import RawLayout, raw_array, read_raw_region
 
 __all__ = ["inspect_file", "open_volume", "volume_meta", "data_files"]
 
@@ -76,22 +76,40 @@ def raw_layout_of(info: ImageInfo, allow_outside_data: bool = False) -> RawLayou
     return nrrd.raw_layout(info, allow_outside_data)
 
 
-def _lazy_data(info: ImageInfo, depth: int | None, allow_outside_data: bool) -> da.Array:
+def _lazy_data(info: ImageInfo, depth: int | None, allow_outside_data: bool) -> Any:
+    """The voxels as a channel-first dask array (tasks of about 64 slices, see :mod:`.slabs`)."""
+    import dask.array as da
+
     layout = raw_layout_of(info, allow_outside_data)
-    return raw_array(layout, depth) if layout is not None else sitk_array(info, depth)
+    if layout is not None:
+        data = raw_array(layout, depth)
+    else:
+        from .sitk_slabs import sitk_array
+
+        data = sitk_array(info, depth)
+    return da.moveaxis(data, -1, 0) if info.components > 1 else data[None]
+
+
+def _voxels(info: ImageInfo, depth: int | None, allow_outside_data: bool) -> Any:
+    """Uncompressed data: a :class:`BlockSource` reading any region straight from the file
+    (the store writes it without a dask graph; the dask form is built only if a stage asks).
+    Compressed data, or data SimpleITK must read: the dask array (read front to back)."""
+    layout = raw_layout_of(info, allow_outside_data)
+    to_dask = functools.partial(_lazy_data, info, depth, allow_outside_data)
+    if layout is None or layout.compression:
+        return to_dask()
+    shape = (info.components, *layout.shape[:3])
+    return BlockSource(shape, layout.output_dtype, functools.partial(read_raw_region, layout), to_dask)
 
 
 def open_volume(path: str, slab_depth: int | None = None, *, keep_phi: bool = False,
                 allow_outside_data: bool = False) -> Volume:
-    """The image at ``path`` as a lazy Volume: headers are read now, voxels by the dask tasks
-    (blocks of about 64 slices, or bands of rows of a huge slice; ``slab_depth`` slices
-    when given). Multi-component pixels become a leading channel axis ``(c, z, y, x)``."""
+    """The image at ``path`` as a lazy Volume: headers are read now, voxels when written or
+    computed (blocks of about 64 slices, or bands of rows of a huge slice; ``slab_depth``
+    slices when given). Multi-component pixels become a leading channel axis ``(c, z, y, x)``."""
     info = inspect_file(path, allow_outside_data)
-    data = _lazy_data(info, slab_depth, allow_outside_data)
-    if info.components > 1:
-        data = da.moveaxis(data, -1, 0)
     return Volume.from_itk_geometry(
-        data,
+        _voxels(info, slab_depth, allow_outside_data),
         spacing=tuple(reversed(info.spacing_xyz)),
         origin_xyz=info.origin_xyz,
         direction=info.direction,

@@ -16,12 +16,10 @@ from __future__ import annotations
 
 import functools
 import itertools
-import struct
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import google_crc32c
 import numpy as np
 import zarr
 from numcodecs import Blosc
@@ -30,47 +28,14 @@ from zarr.core.chunk_grids import RegularChunkGrid
 from zarr.storage import LocalStore
 
 from ..errors import StoreError
+from .direct import _SHUFFLES, PlainCodec, write_chunks  # zarr-free: direct writes use them without zarr
 
 __all__ = ["ChunkError", "PlainCodec", "plain_codec", "ChunkReader", "write_direct", "write_chunk",
            "open_for_write"]
 
-_SHUFFLES = {"noshuffle": Blosc.NOSHUFFLE, "shuffle": Blosc.SHUFFLE, "bitshuffle": Blosc.BITSHUFFLE}
-
 
 class ChunkError(StoreError):
     """A chunk file is damaged (checksum mismatch, or it does not decode)."""
-
-
-class PlainCodec:
-    """Encodes/decodes one chunk as the array's codecs do: Blosc, then (when the array has
-    it) the crc32c checksum appended."""
-
-    def __init__(self, blosc: Blosc, crc: bool):
-        self.blosc, self.crc = blosc, crc
-
-    def encode(self, piece: np.ndarray) -> tuple[bytes, bytes]:
-        """The chunk file's bytes as ``(compressed, trailer)``: the trailer is the checksum
-        (empty without one), written after the payload without joining the two (a copy)."""
-        data = self.blosc.encode(piece)
-        return data, (struct.pack("<I", google_crc32c.value(data)) if self.crc else b"")
-
-    def payload(self, raw: bytes, where: str) -> np.ndarray | bytes:
-        """The Blosc bytes of a chunk file, its checksum verified."""
-        if not self.crc:
-            return raw
-        if len(raw) < 4:
-            raise ChunkError(f"{where} is damaged (truncated to {len(raw)} bytes)")
-        body = np.frombuffer(raw, dtype=np.uint8)[:-4]  # a view: no copy of the chunk
-        if struct.unpack("<I", raw[-4:])[0] != google_crc32c.value(body):
-            raise ChunkError(f"{where} is damaged (checksum mismatch)")
-        return body
-
-    def decode(self, raw: bytes, where: str, out: np.ndarray | None = None) -> Any:
-        body = self.payload(raw, where)
-        try:
-            return self.blosc.decode(body, out=out)
-        except Exception as exc:  # numcodecs raises RuntimeError/ValueError on bad input
-            raise ChunkError(f"{where} is damaged (does not decode: {exc})") from None
 
 
 def plain_codec(arr: zarr.Array) -> PlainCodec | None:
@@ -199,27 +164,8 @@ def write_direct(block: np.ndarray, start: Sequence[int], arr: zarr.Array, codec
     """Encode and write the whole chunks of ``block`` (which begins at chunk-aligned ``start``)
     as zarr would: edge chunks padded to full size with the fill value, chunks that hold only
     the fill value not stored (zarr's ``write_empty_chunks=False``)."""
-    cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
-    fill = arr.metadata.fill_value
-    base = Path(arr.store.root) / arr.path
-    for offs in itertools.product(*(range(0, n, c) for n, c in zip(block.shape, cshape))):
-        piece = block[tuple(slice(o, o + c) for o, c in zip(offs, cshape))]
-        if piece.shape != cshape:
-            full = np.full(cshape, fill, dtype=arr.dtype)
-            full[tuple(slice(0, n) for n in piece.shape)] = piece
-            piece = full
-        piece = np.ascontiguousarray(piece, dtype=arr.dtype)
-        encoded, trailer = codec.encode(piece)
-        # only a chunk that compressed to almost nothing can be all fill value: checking just
-        # those spares a full compare pass over every other chunk
-        if len(encoded) < piece.nbytes // 32 + 256 and np.all(piece == fill):
-            continue
-        key = chunk_key(arr, tuple((s + o) // c for s, o, c in zip(start, offs, cshape)))
-        target = base / key
-        target.parent.mkdir(parents=True, exist_ok=True)
-        with open(target, "wb") as f:
-            f.write(encoded)
-            f.write(trailer)
+    write_chunks(block, start, tuple(arr.metadata.chunk_grid.chunk_shape), arr.metadata.fill_value,
+                 Path(arr.store.root) / arr.path, codec, key=lambda idx: chunk_key(arr, idx), dtype=arr.dtype)
 
 
 def write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info=None) -> np.ndarray:

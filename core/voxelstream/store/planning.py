@@ -4,15 +4,17 @@ sections in which a volume's write graph is computed (bounded memory, one writer
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import dask
-import dask.array as da
-import dask.core
 import numpy as np
-from dask.delayed import Delayed
-from dask.highlevelgraph import HighLevelGraph
-from zarr.codecs import BloscCodec, BloscShuffle, Crc32cCodec
+
+if TYPE_CHECKING:  # pragma: no cover
+    import dask.array as da
+    from dask.delayed import Delayed
+    from zarr.codecs import BloscCodec
+
+# dask and zarr are imported by the functions that build graphs and codecs: chunk_shape is
+# also used by direct writes (voxelstream.store.direct), which import neither
 
 __all__ = ["DEFAULT_CHUNK", "default_chunks", "default_compressor", "default_codecs", "chunk_shape", "write_blocks",
            "whole_chunk_blocks", "all_in_order", "fused", "sections", "WRITE_BLOCK_BYTES", "SECTION_TASKS"]
@@ -22,13 +24,19 @@ from ..constants import DEFAULT_CHUNK  # defined once, where the CLI can read it
 def default_compressor() -> BloscCodec:
     """Blosc LZ4 with byte shuffle: measured fastest for CT int16 both ways while still
     compressing (see benchmarks/RESULTS.md and PERF-FACTS: 5.8 ms per random 48^3 read)."""
-    return BloscCodec(cname="lz4", clevel=5, shuffle=BloscShuffle.shuffle)
+    from zarr.codecs import BloscCodec, BloscShuffle
+
+    from .direct import BLOSC  # the one place the choice is written (direct writes use it too)
+
+    return BloscCodec(cname=BLOSC["cname"], clevel=BLOSC["clevel"], shuffle=BloscShuffle(BLOSC["shuffle"]))
 
 
 def default_codecs() -> list[Any]:
     """The bytes -> bytes codecs of every array the store writes: :func:`default_compressor`
     then zarr v3's ``crc32c`` checksum of the compressed chunk (damage is detected on read
     and by ``voxelstream verify``; its cost: benchmarks/RESULTS.md)."""
+    from zarr.codecs import Crc32cCodec
+
     return [default_compressor(), Crc32cCodec()]
 
 
@@ -111,6 +119,11 @@ def all_in_order(writes: da.Array) -> Delayed:
     One link per slab rather than per block: the same order with fewer tasks (each costs
     the threaded scheduler ~0.1-0.2 ms of GIL-holding Python).
     """
+    import dask
+    import dask.core
+    from dask.delayed import Delayed
+    from dask.highlevelgraph import HighLevelGraph
+
     name = f"all-in-order-{writes.name}"
     layer: dict = {}
     prev: Any = True
@@ -134,6 +147,8 @@ def fused(writes: da.Array) -> da.Array:
     # chunk from its inputs and writes it (a 1.2 GB resample + window: 2 of 3 tasks fewer).
     # Not when a layer carries dask.annotate() annotations (e.g. resources={"GPU": 1} on
     # inference tasks): blockwise fusion drops them, and a GPU task would land on a CPU worker.
+    import dask
+
     if any(layer.annotations for layer in writes.__dask_graph__().layers.values()):
         return writes
     (fused,) = dask.optimize(writes)

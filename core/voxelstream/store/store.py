@@ -50,6 +50,25 @@ def write_chunk(block: np.ndarray, root: str, path: str, token: str, block_info:
     return write(block, root, path, token, block_info=block_info)
 
 
+def _reader_array(r: OutputReader) -> Any:
+    """The stored output ``r`` as a dask array, one task per chunk."""
+    import dask.array as da
+
+    return da.from_array(r, chunks=r.chunks, name=f"zarr-{r.path}-{r.token}", asarray=False, fancy=False)
+
+
+def _compute(section: Any) -> Any:
+    import dask
+
+    return dask.compute(section)[0]
+
+
+def _direct_dtype(dtype: np.dtype) -> bool:
+    from .direct import can_write
+
+    return can_write(dtype)
+
+
 __all__ = ["Store", "open_store", "DEFAULT_CHUNK", "default_chunks", "default_compressor", "jsonable",
            "ChunkError", "OutputReader"]
 
@@ -178,10 +197,7 @@ class Store:
     def array(self, volume_id: str, name: str = "image") -> Any:
         """The complete output as a lazy dask array ``(C, *spatial)``, one dask chunk per
         Zarr chunk."""
-        import dask.array as da
-
-        r = self.reader(volume_id, name)
-        return da.from_array(r, chunks=r.chunks, name=f"zarr-{r.path}-{r.token}", asarray=False, fancy=False)
+        return _reader_array(self.reader(volume_id, name))
 
     def read_region(self, volume_id: str, name: str, region: Sequence[slice] | tuple[slice, ...]) -> np.ndarray:
         """The numpy array of ``region`` (a tuple of slices, channel axis included) of a
@@ -190,10 +206,16 @@ class Store:
 
     def open(self, volume_id: str, name: str = "image") -> Volume:
         """The stored output as a lazy :class:`Volume` (one dask chunk per Zarr chunk)."""
+        import functools
+
+        from ..lazy import BlockSource
+
         a = self.output_attrs(volume_id, name)
-        self.completion_token(volume_id, name)
-        data = self.array(volume_id, name)
-        return Volume(data, np.asarray(a["affine"]), a.get("meta", {}), units=a.get("units"))
+        r = self.reader(volume_id, name)
+        # regions are read straight from the chunks (direct writes, stages with sources); the
+        # dask array (one task per chunk) is built only when a stage asks for it
+        source = BlockSource(r.shape, r.dtype, r.__getitem__, functools.partial(_reader_array, r), chunks=r.chunks)
+        return Volume(source, np.asarray(a["affine"]), a.get("meta", {}), units=a.get("units"))
 
     # -- writing -----------------------------------------------------------------------
     @contextlib.contextmanager
@@ -271,14 +293,14 @@ class Store:
         ``keep_phi``. With ``compute=False`` returns ``(delayed_write, finish)``: compute the
         first, then call ``finish()`` to commit.
         """
-        import dask
-
         if compute:
+            # a volume computing its regions itself (a BlockSource) is written without dask
+            direct = volume.source is not None and _direct_dtype(volume.dtype)
             with self.output_lock(volume_id, name):
                 delayed, finish = self._stage(volume, volume_id, name, chunks, params, fingerprint, provenance,
-                                              keep_phi, before_commit)
+                                              keep_phi, before_commit, direct=direct)
                 for section in delayed:
-                    if not dask.compute(section)[0]:  # pragma: no cover
+                    if not (section() if direct else _compute(section)):  # pragma: no cover
                         raise StoreError(f"{self._label(volume_id, name)}: writing failed")
                 finish()
             return None
@@ -288,17 +310,12 @@ class Store:
 
     def _stage(self, volume: Volume, volume_id: str, name: str, chunks: Any, params: Any, fingerprint: Any,
                provenance: Any, keep_phi: bool, before_commit: Callable[[], None] | None,
-               whole: bool = False) -> tuple[list[Any], Callable[[], None]]:
-        import zarr
-        from zarr.storage import LocalStore
-
-        from .planning import (all_in_order, chunk_shape, default_codecs, fused, sections, whole_chunk_blocks,
-                               write_blocks)
+               whole: bool = False, direct: bool = False) -> tuple[list[Any], Callable[[], None]]:
+        from .planning import chunk_shape
 
         self.check_writable()
         final_rel = layout.output_rel(volume_id, name)  # also checks the ids
-        data = volume.data
-        zchunks = chunk_shape(chunks, volume.shape, data.dtype.itemsize)
+        zchunks = chunk_shape(chunks, volume.shape, volume.dtype.itemsize)
         meta = dict(volume.meta)
         if not keep_phi:
             meta.pop(PHI_KEY, None)
@@ -328,6 +345,15 @@ class Store:
                  "voxelstream": attrs}
         stage_dir = self.path / stage_rel
         layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
+        if direct:
+            return self._stage_direct(volume, stage_dir, zchunks), self._finisher(
+                volume_id, name, attrs, group, stage_dir, final_rel, token, before_commit)
+        import zarr
+        from zarr.storage import LocalStore
+
+        from .planning import all_in_order, default_codecs, fused, sections, whole_chunk_blocks, write_blocks
+
+        data = volume.data
         try:
             zarr.create_array(
                 store=LocalStore(str(stage_dir)),
@@ -346,6 +372,28 @@ class Store:
             data = data.rechunk(write_blocks(zchunks, volume.shape, data.dtype.itemsize))
         writes = data.map_blocks(write_chunk, str(self.path), f"{stage_rel}/{layout.ARRAY}", token,
                                  dtype=bool, chunks=(1,) * data.ndim, name=f"write-{stage_rel}")
+        finish = self._finisher(volume_id, name, attrs, group, stage_dir, final_rel, token, before_commit)
+        parts = [writes] if whole else sections(writes)
+        return [all_in_order(fused(p)) for p in parts], finish
+
+    def _stage_direct(self, volume: Volume, stage_dir: Path, zchunks: tuple[int, ...]) -> list[Callable[[], bool]]:
+        """The write of a volume with a BlockSource: its array document, then one call writing
+        every chunk from the source on a thread pool (see :mod:`.direct`)."""
+        from .direct import array_doc, write_source
+
+        array_dir = stage_dir / layout.ARRAY
+        layout.write_doc(array_dir / "zarr.json", array_doc(volume.shape, zchunks, volume.dtype, ["c", *volume.axes]))
+
+        def run() -> bool:
+            write_source(volume.source.read, volume.shape, volume.dtype, zchunks, array_dir,
+                         per_chunk=volume.source.per_chunk)
+            return True
+
+        return [run]
+
+    def _finisher(self, volume_id: str, name: str, attrs: dict[str, Any], group: dict[str, Any], stage_dir: Path,
+                  final_rel: str, token: str, before_commit: Callable[[], None] | None) -> Callable[[], None]:
+        """Marks the staged output complete and moves it into place (holding its lock)."""
 
         def finish() -> None:
             with self.output_lock(volume_id, name, quiet=True):
@@ -363,8 +411,7 @@ class Store:
                         raise
                 self._commit(stage_dir, self.path / final_rel, token)
 
-        parts = [writes] if whole else sections(writes)
-        return [all_in_order(fused(p)) for p in parts], finish
+        return finish
 
     def _commit(self, staged: Path, final: Path, token: str) -> None:
         """Move the staged output into place (the old one, if any, out of the way first)."""
