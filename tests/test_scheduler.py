@@ -56,3 +56,62 @@ def test_bad_scheduler_is_a_one_line_error(tmp_path, capsys, spec, msg):
     code = main(["ingest", str(scans), "--store", str(tmp_path / "s.zarr"), "--scheduler", spec])
     err = capsys.readouterr().err
     assert code == 1 and msg in err and "Traceback" not in err
+
+
+def _flip_a_byte(path) -> None:
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF
+    path.write_bytes(bytes(raw))
+
+
+@pytest.mark.distributed
+def test_small_volumes_share_tasks_on_a_cluster_and_one_fails_alone(tmp_path):
+    """24 small volumes on 2 worker processes: several go to one task (fewer round trips),
+    yet each volume reports its own line, a damaged one fails alone with its own error, and
+    every other output equals the threaded scheduler's."""
+    import io
+
+    from distributed import get_task_stream
+
+    from voxelstream.pipeline import StageCall, run_pipeline
+    from voxelstream.scheduler import use_scheduler
+    from voxelstream.testing import sample_volume
+
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    for i in range(24):
+        store.write(sample_volume((6, 6, 6), seed=i), f"v{i:02d}", chunks=8)
+    stages = [StageCall("gaussian", {"sigma": 1.0})]
+    with use_scheduler("threads"):
+        assert run_pipeline(store, stages, output="ref", out=io.StringIO()).exit_code == 0
+
+    _flip_a_byte(next(p for p in (store.path / "volumes" / "v07" / "image" / "0" / "c").rglob("*") if p.is_file()))
+    out, err = io.StringIO(), io.StringIO()
+    with use_scheduler("local:2") as client, get_task_stream(client) as tasks:
+        report = run_pipeline(store, stages, output="smooth", out=out, err=err)
+    assert report.exit_code == 1
+    errors = err.getvalue().strip().splitlines()
+    assert len(errors) == 1 and errors[0].startswith("error: v07: ") and "chunk" in errors[0], errors
+    done = sorted(line.split("\t")[0].split()[-1] for line in out.getvalue().strip().splitlines())
+    assert done == [f"v{i:02d}" for i in range(24) if i != 7]
+    keys = {t["key"] for t in tasks.data}
+    assert any("-and-" in k for k in keys) and len(keys) < 24, keys  # some tasks carried several volumes
+    for vid in done:
+        np.testing.assert_array_equal(store.open(vid, "smooth").data.compute(), store.open(vid, "ref").data.compute())
+
+
+def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone():
+    from voxelstream.runner import BATCH_BYTES, MAX_BATCH, VolumeJob, _batches
+
+    sizes = [10] * 40 + [None] + [10] * 5 + [BATCH_BYTES] + [BATCH_BYTES // 3] * 7 + [10] * 60
+    items = [(n, VolumeJob(f"v{n}", nbytes=s), None) for n, s in enumerate(sizes, 1)]
+    batches = list(_batches(iter(items), len(items), threads=2))
+    assert [item for b in batches for item in b] == items  # every volume once, in order
+    for b in batches:
+        assert len(b) <= MAX_BATCH
+        if len(b) > 1:
+            assert all(job.nbytes is not None for _, job, _ in b)
+            assert sum(job.nbytes for _, job, _ in b) <= BATCH_BYTES
+            # at least 4 tasks per worker thread remain for what is left after the batch starts
+            assert len(b) <= (len(items) - b[0][0] + 1) // 8
+    assert any(len(b) == MAX_BATCH for b in batches)
+    assert [len(b) for b in batches][-3:] == [1, 1, 1]  # the end of the run: one volume per task

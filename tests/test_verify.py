@@ -48,12 +48,19 @@ def test_a_damaged_chunk_fails_its_volume_naming_volume_output_and_chunk(store):
     key = _flip_a_byte(store, "b")
     with pytest.raises(StoreError, match=re.escape(f"b: output 'image': chunk {key}")):
         store.open("b").data.compute()
+    assert "checksum" in _smooth_fails_b_only(store)
+
+
+def _smooth_fails_b_only(store: vs.Store) -> str:
+    """Run a stage over the store: volume b fails with one line naming its chunk, a and c
+    are made; returns b's error line."""
     out, err = io.StringIO(), io.StringIO()
     report = run_pipeline(store, [StageCall("gaussian", {"sigma": 1.0})], output="smooth", chunks=8, out=out, err=err)
     assert report.exit_code == 1
     (line,) = [ln for ln in err.getvalue().splitlines() if ln.startswith("error:")]
-    assert line.startswith("error: b: b: output 'image': chunk c/") and "checksum" in line
+    assert line.startswith("error: b: b: output 'image': chunk c/")
     assert store.volume_ids("smooth") == ["a", "c"]
+    return line
 
 
 def test_verify_finds_damage_and_repair_makes_a_rerun_rebuild_it(store, capsys):
@@ -105,11 +112,37 @@ def test_a_volume_whose_group_document_is_gone_is_reported_not_dropped(store, ca
 
 
 def test_a_deleted_chunk_file_is_found(store, capsys):
-    """Chunks holding only the fill value are not stored, so a missing file reads as zeros:
-    the completion marker records how many chunk files there are."""
+    """Chunks holding only the fill value are not stored, so without a record a missing file
+    would read as zeros: the completion marker records which chunks hold a file."""
     base = store.path / "volumes" / "c" / "image" / "0"
     victim = sorted(p for p in base.rglob("*") if p.is_file() and p.name != "zarr.json")[2]
     victim.unlink()
     assert main(["verify", "--store", str(store.path)]) == 1
     (line,) = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("damaged:")]
-    assert line.startswith("damaged: c/image: 1 of its 8 chunk files are missing")
+    key = str(victim.relative_to(base))
+    assert line.startswith(f"damaged: c/image: chunk {key} is missing")
+
+
+def test_a_deleted_chunk_file_fails_its_volume_when_read_and_the_others_go_on(store):
+    base = store.path / "volumes" / "b" / "image" / "0"
+    victim = sorted(p for p in base.rglob("*") if p.is_file() and p.name != "zarr.json")[5]
+    key = str(victim.relative_to(base))
+    victim.unlink()
+    with pytest.raises(StoreError, match=re.escape(f"b: output 'image': chunk {key} is missing")):
+        store.open("b").data.compute()
+    with pytest.raises(StoreError, match=re.escape(f"chunk {key} is missing")):
+        store.read_region("b", "image", (slice(None), slice(0, 16), slice(0, 16), slice(0, 16)))
+    assert "missing" in _smooth_fails_b_only(store)
+
+
+def test_chunks_of_fill_value_only_are_not_stored_and_still_read_as_the_fill_value(tmp_path):
+    """The record of stored chunks must not turn the chunks zarr never writes into errors."""
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    arr = np.zeros((16, 16, 16), np.int16)
+    arr[8:, 8:, 8:] = np.arange(512, dtype=np.int16).reshape(8, 8, 8)  # one chunk of 8 holds data
+    store.write(vs.Volume.from_array(arr), "v", chunks=8)
+    files = [p for p in (store.path / "volumes/v/image/0/c").rglob("*") if p.is_file()]
+    assert len(files) == 1  # as zarr's write_empty_chunks=False: the 7 zero chunks have no file
+    np.testing.assert_array_equal(store.open("v").data.compute()[0], arr)
+    np.testing.assert_array_equal(zarr.open_array(store=str(store.path), path="volumes/v/image/0")[0], arr)
+    assert main(["verify", "--store", str(store.path)]) == 0

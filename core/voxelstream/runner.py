@@ -9,15 +9,18 @@ place -> report one line. A failing volume prints ``error: <id>: reason`` and th
 on; every run writes a manifest.
 
 Several volumes are in flight at once (bounded by ``in_flight``): on threads by default, and
-on dask.distributed (one future per volume, collected with ``as_completed``) when a
-distributed client is active (``--scheduler local:N`` / ``tcp://...``). There a volume is
-one task: the worker opens the store, rebuilds the plugins from entry points, computes the
-volume with its own threads and stages it; the output lock is taken by the worker, so a dead
-worker never leaves a stale lock behind.
+on dask.distributed (futures collected with ``as_completed``) when a distributed client is
+active (``--scheduler local:N`` / ``tcp://...``). There a task does all of a volume's work:
+the worker opens the store, rebuilds the plugins from entry points, takes the output lock
+(so a dead worker never leaves a stale lock behind), decides the skip, computes the volume
+with its own threads and stages it. Small volumes go several to a task, computed one after
+the other (a task costs the client and the scheduler a few ms of CPU, as much as a small
+volume's own work); each still reports its own line, and one volume's failure is its own.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 import time
@@ -100,6 +103,8 @@ class VolumeJob:
         label: how output lines name the volume (default ``volume_id``).
         error: a failure known up front (an unreadable input): reported, not run.
         note: a reason not to act on this volume (another modality): one note line, no error.
+        nbytes: a rough size of the volume (``None``: unknown); on dask.distributed, volumes
+            together under :data:`BATCH_BYTES` may share one task.
     """
 
     volume_id: str
@@ -109,6 +114,7 @@ class VolumeJob:
     error: str | None = None
     note: str | None = None
     info: Mapping[str, Any] = field(default_factory=dict)
+    nbytes: int | None = None
 
     @property
     def name(self) -> str:
@@ -162,8 +168,10 @@ def stored_jobs(
         if note is not None:
             jobs.append(VolumeJob(vid, note=note))
             continue
+        shape = attrs.get("shape")
+        nbytes = 4 * math.prod(shape) if isinstance(shape, list) and all(isinstance(v, int) for v in shape) else None
         jobs.append(VolumeJob(vid, functools.partial(build, vid),
-                              functools.partial(input_fingerprint, store, vid, inputs)))
+                              functools.partial(input_fingerprint, store, vid, inputs), nbytes=nbytes))
     return jobs
 
 
@@ -227,11 +235,14 @@ def _execute(work: _Work) -> dict[str, Any]:
 
         if work.local_scheduler:
             # on a dask.distributed worker the volume's chunks run on this worker's threads
+            # (on a one-thread worker in this thread: no hand-over to a pool thread per task)
             import dask
 
             from .scheduler import worker_threads
 
-            with dask.config.set(scheduler="threads", num_workers=worker_threads()):
+            threads = worker_threads()
+            local = {"scheduler": "sync"} if threads == 1 else {"scheduler": "threads", "num_workers": threads}
+            with dask.config.set(local):
                 store.write(vol, vid, output, chunks=work.chunks, params=work.params, fingerprint=fp,
                             provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
         else:
@@ -239,6 +250,65 @@ def _execute(work: _Work) -> dict[str, Any]:
                         provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
     detail = work.describe(vol) if work.describe else ""
     return {"status": "done", "shape": list(vol.shape), "detail": detail}
+
+
+class _Failed(VoxelstreamError):
+    """One volume of a task that failed on a worker: its one-line description (already made
+    there, so a worker's exception never has to travel) and its traceback text."""
+
+    def __init__(self, detail: str, trace: str = ""):
+        super().__init__(detail)
+        self.trace = trace
+
+
+def _execute_each(works: Sequence[_Work]) -> list[dict[str, Any]]:
+    """:func:`_execute` for each volume of one dask.distributed task, one after the other
+    (so the task holds one volume's memory at a time); a volume's failure is recorded as
+    its result and the next volume still runs."""
+    import traceback
+
+    results = []
+    for work in works:
+        try:
+            results.append(_execute(work))
+        except Exception as exc:  # one bad volume must not stop the others of its task
+            results.append({"status": "failed", "detail": describe_error(exc),
+                            "trace": "".join(traceback.format_exception(exc))})
+    return results
+
+
+def _result(res: dict[str, Any]) -> dict[str, Any]:
+    if res["status"] == "failed":
+        raise _Failed(res["detail"], res.get("trace", ""))
+    return res
+
+
+#: On dask.distributed, consecutive volumes whose :attr:`VolumeJob.nbytes` add up to at most
+#: this share one task (at most :data:`MAX_BATCH` of them, fewer towards the end of the run
+#: so that the workers finish together). 150 volumes of 0.2 MB: benchmarks/RESULTS.md.
+BATCH_BYTES = 16 * 2**20
+MAX_BATCH = 8
+#: Batches shrink so that this many tasks per worker thread remain for what is left.
+TAIL_TASKS = 4
+
+
+def _batches(works: Iterator[tuple[int, VolumeJob, _Work]], total: int,
+             threads: int) -> Iterator[list[tuple[int, VolumeJob, _Work]]]:
+    """Group consecutive small volumes (see :data:`BATCH_BYTES`); a volume of unknown or
+    large size goes alone."""
+    batch: list[tuple[int, VolumeJob, _Work]] = []
+    size = 0
+    for item in works:
+        est = item[1].nbytes
+        # keep TAIL_TASKS tasks per worker thread for what is left: no worker idles at the end
+        limit = max(1, min(MAX_BATCH, (total - batch[0][0] + 1) // (TAIL_TASKS * threads))) if batch else 1
+        if batch and (est is None or size + est > BATCH_BYTES or len(batch) >= limit):
+            yield batch
+            batch, size = [], 0
+        batch.append(item)
+        size += BATCH_BYTES + 1 if est is None else est
+    if batch:
+        yield batch
 
 
 def _active_client() -> Any:
@@ -258,27 +328,46 @@ def _active_client() -> Any:
 
 
 def _pending(executor: Any, client: Any, works: Iterator[tuple[int, VolumeJob, _Work]], cap: int,
-             resources: Mapping[str, float] | None) -> Iterator[tuple[int, VolumeJob, Any]]:
-    """Submit up to ``cap`` volumes at a time; yield ``(n, job, finished future)`` as each
-    completes (whatever order), submitting the next one in its place."""
+             resources: Mapping[str, float] | None,
+             total: int = 0) -> Iterator[tuple[int, VolumeJob, Callable[[], dict[str, Any]]]]:
+    """Submit up to ``cap`` tasks at a time; yield ``(n, job, result)`` for each volume as
+    its task completes (whatever order), submitting the next one in its place. ``result()``
+    returns the volume's result or raises its error."""
     if client is not None:
         from distributed import as_completed
 
-        def submit(w: _Work) -> Any:
-            return client.submit(_execute, w, pure=False, resources=dict(resources) if resources else None,
-                                 key=f"volume-{w.output}-{w.job.volume_id}-{os.urandom(4).hex()}")
+        def submit(batch: list[tuple[int, VolumeJob, _Work]]) -> Any:
+            w = batch[0][2]
+            more = f"-and-{len(batch) - 1}" if len(batch) > 1 else ""
+            return client.submit(_execute_each, [w for _, _, w in batch], pure=False,
+                                 resources=dict(resources) if resources else None,
+                                 key=f"volume-{w.output}-{w.job.volume_id}{more}-{os.urandom(4).hex()}")
 
-        running: dict[Any, tuple[int, VolumeJob]] = {}
+        def each(batch: list[tuple[int, VolumeJob, _Work]], fut: Any) -> Iterator[tuple[int, VolumeJob, Any]]:
+            try:
+                results = fut.result()
+            except Exception as exc:  # the task itself failed (a lost worker): each of its volumes
+                def raise_it(exc: Exception = exc) -> dict[str, Any]:
+                    raise exc
+
+                for n, job, _ in batch:
+                    yield n, job, raise_it
+                return
+            for (n, job, _), res in zip(batch, results):
+                yield n, job, lambda res=res: _result(res)
+
+        threads = sum(client.nthreads().values()) or 1
+        running: dict[Any, list[tuple[int, VolumeJob, _Work]]] = {}
         queue = as_completed()
-        for n, job, w in works:
-            fut = submit(w)
-            running[fut] = (n, job)
+        for batch in _batches(works, total, threads):
+            fut = submit(batch)
+            running[fut] = batch
             queue.add(fut)
             if len(running) >= cap:
                 done = next(queue)
-                yield (*running.pop(done), done)
+                yield from each(running.pop(done), done)
         for done in queue:
-            yield (*running.pop(done), done)
+            yield from each(running.pop(done), done)
         return
 
     import concurrent.futures as cf
@@ -289,9 +378,9 @@ def _pending(executor: Any, client: Any, works: Iterator[tuple[int, VolumeJob, _
         if len(running_local) >= cap:
             finished, _ = cf.wait(running_local, return_when=cf.FIRST_COMPLETED)
             for f in finished:
-                yield (*running_local.pop(f), f)
+                yield (*running_local.pop(f), f.result)
     for f in cf.as_completed(list(running_local)):
-        yield (*running_local.pop(f), f)
+        yield (*running_local.pop(f), f.result)
 
 
 def run_per_volume(
@@ -327,7 +416,8 @@ def run_per_volume(
             outputs that are complete with the same ones.
         chunks, keep_phi, provenance: passed to :meth:`Store.write`.
         in_flight: volumes in flight at once (default :func:`default_in_flight`); memory is
-            bounded by it times one volume's bound.
+            bounded by it times one volume's bound. On dask.distributed it counts tasks: small
+            volumes batched into one task (see :data:`BATCH_BYTES`) are computed one at a time.
         resources: dask.distributed resources each volume's task needs (``{"GPU": 1}``).
         describe: extra text for a volume's done line, from the output :class:`Volume`.
         record: extra fields for the manifest.
@@ -394,16 +484,19 @@ def run_per_volume(
     with run_progress(command, total, distributed=client is not None) as progress, \
             cf.ThreadPoolExecutor(max_workers=cap, thread_name_prefix="voxelstream-volume") as executor:
         try:
-            for n, job, fut in _pending(executor, client, todo(), cap, resources):
+            for n, job, result in _pending(executor, client, todo(), cap, resources, total):
                 t0 = starts.pop(n, started)
                 try:
-                    res = fut.result()
+                    res = result()
                 except Exception as exc:  # one bad volume must not stop the others
                     fail(job, describe_error(exc), t0)
                     if os.environ.get("VOXELSTREAM_DEBUG"):
                         import traceback
 
-                        traceback.print_exception(exc, file=err)
+                        if isinstance(exc, _Failed):  # raised on a worker: its traceback as text
+                            print(exc.trace, file=err, end="")
+                        else:
+                            traceback.print_exception(exc, file=err)
                 else:
                     info = {"id": job.volume_id, **job.info}
                     if res["status"] == "skipped":

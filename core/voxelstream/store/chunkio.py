@@ -68,10 +68,12 @@ def chunk_key(arr: zarr.Array, idx: Sequence[int]) -> str:
 class ChunkReader:
     """Array-like over a plain-layout Zarr array whose ``[slices]`` reads, verifies and
     decodes the chunk files directly, in the calling dask worker with the GIL released.
-    ``label`` names the output in errors (``"<id>: output 'iso'"``)."""
+    ``label`` names the output in errors (``"<id>: output 'iso'"``); ``stored`` (the chunk
+    grid's map of stored chunks recorded at completion, see :mod:`.chunkmap`) makes a missing
+    chunk file that the output was completed with an error instead of fill values."""
 
-    def __init__(self, arr: zarr.Array, codec: PlainCodec, label: str = ""):
-        self.arr, self.codec = arr, codec
+    def __init__(self, arr: zarr.Array, codec: PlainCodec, label: str = "", stored: np.ndarray | None = None):
+        self.arr, self.codec, self.stored = arr, codec, stored
         self.shape, self.dtype, self.ndim = arr.shape, arr.dtype, arr.ndim
         self.cshape = tuple(arr.metadata.chunk_grid.chunk_shape)
         self.base = Path(arr.store.root) / arr.path
@@ -87,6 +89,9 @@ class ChunkReader:
         except FileNotFoundError:  # never written: it holds only the fill value
             if not self.base.is_dir():  # the whole output went away under us: never zeros
                 raise StoreError(f"{self.label}: was removed or replaced while being read; run the command again") from None
+            if self.stored is not None and self.stored[idx]:
+                raise ChunkError(f"{self._where(idx)} is missing (the output was completed with it; deleted?); run "
+                                 "'voxelstream verify --repair' and re-run the command that makes it") from None
             return None
 
     def _chunk(self, idx: tuple[int, ...]) -> np.ndarray | None:
@@ -134,7 +139,10 @@ class ChunkReader:
         for idx in itertools.product(*grid):
             try:
                 raw = self._raw(idx)
-            except StoreError as exc:
+            except ChunkError as exc:  # this chunk is missing
+                problems.append(str(exc))
+                continue
+            except StoreError as exc:  # the whole output is gone
                 problems.append(str(exc))
                 break
             if raw is None:

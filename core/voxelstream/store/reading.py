@@ -12,20 +12,24 @@ import numpy as np
 import zarr
 
 from ..errors import StoreError
+from . import chunkmap
 from .chunkio import ChunkReader, plain_codec
 
 __all__ = ["OutputReader"]
 
 
 @functools.lru_cache(maxsize=64)
-def _source(root: str, path: str, token: str, label: str) -> Any:
+def _source(root: str, path: str, token: str, label: str, stored: str = "") -> Any:
     # token: an output rewritten at the same path is a new key, never a stale handle
     try:
         arr = zarr.open_array(store=root, path=path, mode="r")
     except (FileNotFoundError, zarr.errors.NodeTypeValidationError, ValueError, KeyError) as exc:
         raise StoreError(f"{label}: its array cannot be opened ({exc}); run 'voxelstream verify'") from None
     codec = plain_codec(arr)
-    return arr if codec is None else ChunkReader(arr, codec, label)
+    if codec is None:
+        return arr
+    grid = tuple(-(-s // c) for s, c in zip(arr.shape, arr.chunks))
+    return ChunkReader(arr, codec, label, stored=chunkmap.decode(stored, grid))
 
 
 @dataclass(frozen=True)
@@ -33,8 +37,9 @@ class OutputReader:
     """A complete stored output, read region by region (see :meth:`Store.reader`).
 
     ``shape``/``chunks`` are channel-first ``(C, *spatial)``; ``reader[slices]`` returns
-    numpy (every chunk touched is checksum-verified; a damaged one raises
-    :class:`~voxelstream.errors.StoreError` naming volume, output and chunk).
+    numpy (every chunk touched is checksum-verified; a damaged one, or a missing one that the
+    output was completed with, raises :class:`~voxelstream.errors.StoreError` naming volume,
+    output and chunk). ``stored`` is the map of stored chunks (:mod:`.chunkmap`).
     """
 
     root: str
@@ -45,11 +50,12 @@ class OutputReader:
     dtype: np.dtype
     chunks: tuple[int, ...]
     channel_added: bool = False  # layout-1 stores kept single-channel volumes without the axis
+    stored: str = ""
 
     @classmethod
     def create(cls, root: str, path: str, token: str, label: str, spatial_ndim: int,
-               expected_shape: Any = None) -> OutputReader:
-        src = _source(root, path, token, label)
+               expected_shape: Any = None, stored: str = "") -> OutputReader:
+        src = _source(root, path, token, label, stored)
         shape, chunks = tuple(src.shape), tuple(src.arr.chunks if isinstance(src, ChunkReader) else src.chunks)
         added = len(shape) == spatial_ndim
         if added:
@@ -57,14 +63,14 @@ class OutputReader:
         if expected_shape is not None and tuple(expected_shape) != shape:
             raise StoreError(f"{label}: its array has shape {shape} but its metadata says {tuple(expected_shape)} "
                              "(damaged); run 'voxelstream verify --repair' and re-run the command that makes it")
-        return cls(root, path, token, label, shape, np.dtype(src.dtype), chunks, added)
+        return cls(root, path, token, label, shape, np.dtype(src.dtype), chunks, added, stored)
 
     @property
     def ndim(self) -> int:
         return len(self.shape)
 
     def __getitem__(self, key: Any) -> np.ndarray:
-        src = _source(self.root, self.path, self.token, self.label)
+        src = _source(self.root, self.path, self.token, self.label, self.stored)
         if not self.channel_added:
             return src[key]
         key = key if isinstance(key, tuple) else (key,)

@@ -20,7 +20,7 @@ import numpy as np
 from ..constants import DEFAULT_CHUNK
 from ..errors import StoreError
 from ..volume import Volume
-from . import layout, ome
+from . import chunkmap, layout, ome
 from .ids import safe_id
 from .layout import jsonable
 from .locks import output_lock, try_lock
@@ -192,7 +192,7 @@ class Store:
         a = self.output_attrs(volume_id, name)
         return OutputReader.create(str(self.path), layout.output_rel(volume_id, name) + "/" + layout.ARRAY,
                                    token, self._label(volume_id, name), len(a.get("affine", [[0] * 4])) - 1,
-                                   a.get("shape"))
+                                   a.get("shape"), stored=str(a.get("stored_chunks") or ""))
 
     def array(self, volume_id: str, name: str = "image") -> Any:
         """The complete output as a lazy dask array ``(C, *spatial)``, one dask chunk per
@@ -399,9 +399,9 @@ class Store:
             with self.output_lock(volume_id, name, quiet=True):
                 attrs["complete"] = True
                 attrs["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
-                # how many chunk files hold data: a deleted one would otherwise read as fill
-                # value without a word (chunks of fill value only are never stored)
-                attrs["chunk_files"] = sum(len(files) for _, _, files in os.walk(stage_dir / layout.ARRAY / "c"))
+                # which chunks hold a file: a deleted one would otherwise read as fill value
+                # without a word (chunks of fill value only are never stored)
+                attrs.update(chunkmap.record(stage_dir / layout.ARRAY))
                 layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
                 if before_commit is not None:
                     try:

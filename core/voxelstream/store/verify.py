@@ -35,7 +35,7 @@ def _check_output(store, vid: str, name: str) -> tuple[int, Damage | None]:
         if a.get("complete") is not True:
             return 0, None  # incomplete: a rerun makes it; nothing claims it is good
         r = store.reader(vid, name)
-        src = _source(r.root, r.path, r.token, r.label)
+        src = _source(r.root, r.path, r.token, r.label, r.stored)
         if not isinstance(src, ChunkReader):
             src[...]  # not our layout: zarr reads (and checks) it all
             return 0, None
@@ -45,7 +45,7 @@ def _check_output(store, vid: str, name: str) -> tuple[int, Damage | None]:
     except Exception as exc:  # zarr raising on a broken array document
         return 0, Damage(vid, name, f"unreadable ({type(exc).__name__}: {exc})")
     expected = a.get("chunk_files")
-    if isinstance(expected, int) and n < expected:
+    if src.stored is None and isinstance(expected, int) and n < expected:  # with a map: each missing one named
         problems.insert(0, f"{expected - n} of its {expected} chunk files are missing (deleted?)")
     if problems:
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
