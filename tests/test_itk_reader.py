@@ -364,3 +364,55 @@ def test_cli_ingest_reports_bad_volume_and_stores_good_ones(tmp_path):
         fresh = voxelstream.read(p)
         np.testing.assert_array_equal(stored.data[0].compute(), sitk.GetArrayFromImage(sitk.ReadImage(str(p))))
         np.testing.assert_allclose(stored.affine, fresh.affine, atol=1e-9)
+
+
+# -- plain MetaImage headers are read without SimpleITK: the same information ------------------------
+
+_Q = np.linalg.qr(np.array([[1.0, 0.3, -0.2], [-0.3, 1.0, 0.1], [0.2, 0.05, 1.0]]))[0]
+_HEADERS = {
+    "luna16": "TransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = -180 -180.5 -400.25\nCenterOfRotation = 0 0 0\n"
+              "AnatomicalOrientation = RAI\nElementSpacing = 0.69999999999999996 0.69999999999999996 2.5\n",
+    "oblique": "TransformMatrix = " + " ".join(repr(float(v)) for v in _Q.ravel()) + "\nOffset = 1 2 3\n"
+               "ElementSpacing = 0.8 0.9 1.7\nModality = MET_MOD_CT\n",
+    "flipped": "TransformMatrix = -1 0 0 0 -1 0 0 0 1\nPosition = 10 -20 30\nAnatomicalOrientation = LPS\n"
+               "ElementSpacing = 1 1 1\nModality = MET_MOD_MR\n",
+    "permuted": "Orientation = 0 1 0 0 0 1 1 0 0\nOrigin = 5 6 7\nElementSpacing = 2 3 4\n",
+    "bare": "ElementSpacing = 0.5 0.5 0.5\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_HEADERS))
+@pytest.mark.parametrize("etype", ["MET_SHORT", "MET_FLOAT", "MET_UCHAR", "MET_USHORT", "MET_DOUBLE", "MET_INT"])
+def test_plain_metaimage_header_reads_as_simpleitk_reads_it(tmp_path, kind, etype):
+    from voxelstream_itk.header import read_info
+    from voxelstream_itk.metaimage import plain_info
+
+    size = (6, 5, 4)
+    (tmp_path / "a.raw").write_bytes(b"\0" * (int(np.prod(size)) * 8))
+    path = tmp_path / "a.mhd"
+    path.write_text("ObjectType = Image\nNDims = 3\nBinaryData = True\nBinaryDataByteOrderMSB = False\n"
+                    f"{_HEADERS[kind]}DimSize = {' '.join(map(str, size))}\nElementType = {etype}\n"
+                    "ElementDataFile = a.raw\n")
+    mine = plain_info(str(path))
+    assert mine is not None and read_info(str(path)) == mine  # read_info takes the plain path
+    r = sitk.ImageFileReader()
+    r.SetFileName(str(path))
+    r.ReadImageInformation()
+    assert mine.size_xyz == r.GetSize() and mine.spacing_xyz == r.GetSpacing()
+    assert mine.origin_xyz == r.GetOrigin() and mine.direction == r.GetDirection()
+    assert mine.dtype == sitk.GetArrayViewFromImage(sitk.Image([1, 1], r.GetPixelID())).dtype.name
+    assert mine.components == r.GetNumberOfComponents()
+    assert mine.meta("Modality") == r.GetMetaData("Modality")
+
+
+def test_less_plain_metaimage_headers_go_to_simpleitk(tmp_path):
+    from voxelstream_itk.metaimage import plain_info
+
+    base = "ObjectType = Image\nNDims = 3\nDimSize = 4 4 4\nElementSpacing = 1 1 1\nElementDataFile = a.raw\n"
+    for extra in ["ElementType = MET_LONG\n",  # size follows the writer's C long
+                  "ElementType = MET_SHORT\nElementNumberOfChannels = 3\n",
+                  "ElementType = MET_SHORT\nTransformMatrix = 1 0 0 0 2 0 0 0 1\n",  # not orthonormal
+                  "ElementType = MET_SHORT\nOffset = 1 2 3\nPosition = 1 2 4\n",  # two aliases
+                  "ElementType = MET_SHORT\nModality = CT\n"]:
+        (tmp_path / "a.mhd").write_text(extra + base)
+        assert plain_info(str(tmp_path / "a.mhd")) is None, extra

@@ -95,12 +95,18 @@ def numpy_dtype(pixel_id: int, components: int) -> str:
 def read_info(path: str | Path) -> ImageInfo:
     """Read the header of ``path``; raises :class:`ImageFileError` (one line) if it cannot be read
     or does not describe a 3-D volume."""
-    import SimpleITK as sitk
-
     from .gate import check_header
 
     p = str(path)
     check_header(p)  # SimpleITK crashes the process on some hostile headers: never hand it one
+    if format_of(p) == "MetaImage":
+        from .metaimage import plain_info
+
+        info = plain_info(p)
+        if info is not None:  # a plain header: its text says all SimpleITK would
+            return info
+    import SimpleITK as sitk
+
     reader = sitk.ImageFileReader()
     reader.SetFileName(p)
     try:
