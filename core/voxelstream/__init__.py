@@ -46,6 +46,7 @@ _LAZY: dict[str, str] = {
     "load_model": ".models",
     "save_model": ".models",
     "lazy_callable": ".lazy",
+    "BlockSource": ".lazy",
     "run_per_volume": ".runner",
     "stored_jobs": ".runner",
     "VolumeJob": ".runner",
@@ -60,7 +61,7 @@ _LAZY: dict[str, str] = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs: the same names, eagerly
     from .cli.options import add_common_options, add_progress_option, add_scheduler_option, add_store_option
     from .discovery import ReadOptions, discover, read
-    from .lazy import lazy_callable
+    from .lazy import BlockSource, lazy_callable
     from .models import load_model, save_model
     from .plugins import get_stage, get_task, plugin_report
     from .prefetch import prefetch
@@ -109,6 +110,7 @@ __all__ = [
     "save_model",
     "plugin_report",
     "lazy_callable",
+    "BlockSource",
     "run_per_volume",
     "stored_jobs",
     "VolumeJob",
