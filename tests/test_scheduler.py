@@ -115,3 +115,30 @@ def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone()
             assert len(b) <= (len(items) - b[0][0] + 1) // 8
     assert any(len(b) == MAX_BATCH for b in batches)
     assert [len(b) for b in batches][-3:] == [1, 1, 1]  # the end of the run: one volume per task
+
+
+_DEFERRED = """
+import sys
+from voxelstream.scheduler import use_scheduler
+with use_scheduler("sync"):
+    assert "dask" not in sys.modules  # nothing imported dask yet: the setting waits for it
+    import dask, dask.local
+    assert dask.config.get("scheduler") is dask.local.get_sync
+    assert dask.compute(dask.delayed(lambda: 7)())[0] == 7
+assert dask.config.get("scheduler", None) is None  # restored on leaving
+import dask.threaded
+with use_scheduler("threads"):  # dask already imported: set at once
+    assert dask.config.get("scheduler") is dask.threaded.get
+assert dask.config.get("scheduler", None) is None and not any(type(f).__name__ == "_AfterImport" for f in sys.meta_path)
+print("ok")
+"""
+
+
+def test_local_scheduler_is_set_when_dask_is_imported_later():
+    """use_scheduler does not import dask (a command writing only direct volumes never needs
+    it); a dask compute inside the block still runs on the chosen scheduler."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _DEFERRED], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

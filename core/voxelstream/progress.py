@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Iterator
-
-from dask.callbacks import Callback
+from typing import Any
 
 __all__ = ["progress_enabled", "TaskProgress", "task_progress", "RunProgress", "run_progress"]
+
+
+def __getattr__(name: str) -> Any:
+    # the dask callbacks are defined on first use: with progress off (not a terminal) a command
+    # whose volumes are written directly (voxelstream.store.direct) never imports dask
+    if name in ("TaskProgress", "_RunTasks"):
+        classes = _callbacks()
+        globals().update(classes)
+        return classes[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def progress_enabled() -> bool:
@@ -20,20 +30,44 @@ def progress_enabled() -> bool:
     return sys.stderr.isatty()
 
 
-class TaskProgress(Callback):
-    """Counts finished dask tasks of local (threads/processes) schedulers into a rich bar."""
+@functools.lru_cache(maxsize=None)
+def _callbacks() -> dict[str, type]:
+    """The dask callback classes (dask imported now, once)."""
+    from dask.callbacks import Callback
 
-    def __init__(self, progress, task_id):
-        super().__init__()
-        self._progress = progress
-        self._task = task_id
+    class TaskProgress(Callback):
+        """Counts finished dask tasks of local (threads/processes) schedulers into a rich bar."""
 
-    def _start_state(self, dsk, state):
-        total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        self._progress.update(self._task, total=total, completed=0)
+        def __init__(self, progress, task_id):
+            super().__init__()
+            self._progress = progress
+            self._task = task_id
 
-    def _posttask(self, key, result, dsk, state, worker_id):
-        self._progress.advance(self._task)
+        def _start_state(self, dsk, state):
+            total = sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            self._progress.update(self._task, total=total, completed=0)
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            self._progress.advance(self._task)
+
+    class _RunTasks(Callback):
+        """Counts the chunk tasks of every local compute of a run into one bar (several volumes
+        in flight compute at once: each adds its tasks to the total instead of resetting it)."""
+
+        def __init__(self, progress, task_id):
+            super().__init__()
+            self._progress = progress
+            self._task = task_id
+            self._total = 0
+
+        def _start_state(self, dsk, state):
+            self._total += sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
+            self._progress.update(self._task, total=self._total)
+
+        def _posttask(self, key, result, dsk, state, worker_id):
+            self._progress.advance(self._task)
+
+    return {"TaskProgress": TaskProgress, "_RunTasks": _RunTasks}
 
 
 @contextlib.contextmanager
@@ -56,26 +90,8 @@ def task_progress(label: str) -> Iterator[None]:
         transient=True,
     ) as prog:
         tid = prog.add_task(label, total=None)
-        with TaskProgress(prog, tid):
+        with _callbacks()["TaskProgress"](prog, tid):
             yield
-
-
-class _RunTasks(Callback):
-    """Counts the chunk tasks of every local compute of a run into one bar (several volumes
-    in flight compute at once: each adds its tasks to the total instead of resetting it)."""
-
-    def __init__(self, progress, task_id):
-        super().__init__()
-        self._progress = progress
-        self._task = task_id
-        self._total = 0
-
-    def _start_state(self, dsk, state):
-        self._total += sum(len(state[k]) for k in ("ready", "waiting", "running", "finished"))
-        self._progress.update(self._task, total=self._total)
-
-    def _posttask(self, key, result, dsk, state, worker_id):
-        self._progress.advance(self._task)
 
 
 class RunProgress:
@@ -113,5 +129,5 @@ def run_progress(label: str, volumes: int, *, distributed: bool = False) -> Iter
             yield RunProgress(prog, vol_task)
             return
         tasks = prog.add_task(f"{label}: chunk tasks", total=None)
-        with _RunTasks(prog, tasks):
+        with _callbacks()["_RunTasks"](prog, tasks):
             yield RunProgress(prog, vol_task)

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.abc
+import importlib.machinery
+import sys
+import threading
 from collections.abc import Callable, Iterator
 from typing import Any
-
-import dask
 
 from .constants import DEFAULT_SCHEDULER, SCHEDULER_HELP  # there, so the CLI lists them without dask
 from .errors import VoxelstreamError
 
-__all__ = ["use_scheduler", "SCHEDULER_HELP", "worker_threads"]
+__all__ = ["use_scheduler", "SCHEDULER_HELP", "worker_threads", "local_threads"]
+
+#: The local scheduler chosen by the innermost use_scheduler (None: none chosen, or distributed).
+_CHOSEN: list[str | None] = [None]
 
 
 def _threads() -> Callable[..., Any]:
@@ -42,9 +47,15 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
     spec = (spec or DEFAULT_SCHEDULER).strip()
     if spec in _LOCAL:
         # the scheduler function, not its name: dask resolves a name by first importing
-        # dask.distributed to look for a client (0.2-0.8 s of every CLI run)
-        with dask.config.set(scheduler=_LOCAL[spec]()):
-            yield None
+        # dask.distributed to look for a client (0.2-0.8 s of every CLI run). Set when dask is
+        # imported: a command whose volumes are all written directly (voxelstream.store.direct)
+        # never imports it (0.1-0.15 s)
+        _CHOSEN.append(spec)
+        try:
+            with _dask_config_when_imported(scheduler=lambda: _LOCAL[spec]()):
+                yield None
+        finally:
+            _CHOSEN.pop()
         return
     try:
         from distributed import Client, LocalCluster
@@ -87,3 +98,74 @@ def worker_threads() -> int:
         return max(1, int(get_worker().state.nthreads))
     except (ImportError, ValueError, AttributeError):
         return os.cpu_count() or 1
+
+
+def local_threads() -> int | None:
+    """Threads the chosen local scheduler allows a volume's work (1 for ``sync``), or None
+    (threads, processes: every core; or no local scheduler chosen)."""
+    return 1 if _CHOSEN[-1] in ("sync", "synchronous") else None
+
+
+class _AfterImport(importlib.abc.MetaPathFinder):
+    """Runs ``then(module)`` right after ``name`` is first imported (and is then removed)."""
+
+    def __init__(self, name: str, then: Callable[[Any], None]) -> None:
+        self.name, self.then = name, then
+
+    def find_spec(self, fullname: str, path: Any, target: Any = None) -> Any:
+        if fullname != self.name:
+            return None
+        self.remove()
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        loader, then = spec.loader, self.then
+
+        class _Loader(importlib.abc.Loader):
+            def create_module(self, spec: Any) -> Any:
+                return loader.create_module(spec)
+
+            def exec_module(self, module: Any) -> None:
+                loader.exec_module(module)
+                then(module)
+
+        spec.loader = _Loader()
+        return spec
+
+    def remove(self) -> None:
+        try:
+            sys.meta_path.remove(self)
+        except ValueError:
+            pass
+
+
+_HOOK_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _dask_config_when_imported(**values: Callable[[], Any]) -> Iterator[None]:
+    """``dask.config.set(**{k: make() ...})`` for the duration: now if dask is imported,
+    otherwise as soon as something imports it (values are made then)."""
+    applied: list[Any] = []
+
+    def apply(_module: Any = None) -> None:
+        import dask.config
+
+        applied.append(dask.config.set({k: make() for k, make in values.items()}))
+
+    with _HOOK_LOCK:
+        hook = None
+        if "dask" in sys.modules:
+            apply()
+        else:
+            hook = _AfterImport("dask", apply)
+            sys.meta_path.insert(0, hook)
+    try:
+        yield
+    finally:
+        with _HOOK_LOCK:
+            if hook is not None:
+                hook.remove()
+            for cfg in reversed(applied):
+                cfg.__exit__(None, None, None)
+

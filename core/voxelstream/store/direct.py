@@ -177,6 +177,9 @@ def block_regions(shape: Sequence[int], chunks: Sequence[int], itemsize: int, bu
 def direct_workers() -> int:
     """Threads for a direct write: what the active dask configuration asks for (``num_workers``,
     one for the synchronous scheduler, e.g. ``--scheduler sync``), else the usable cores."""
+    chosen = sys.modules.get("voxelstream.scheduler")
+    if chosen is not None and chosen.local_threads() == 1:  # --scheduler sync, dask never imported
+        return 1
     dask = sys.modules.get("dask")
     if dask is not None:
         n = dask.config.get("num_workers", None)
