@@ -100,7 +100,7 @@ def test_small_volumes_share_tasks_on_a_cluster_and_one_fails_alone(tmp_path):
 
 
 def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone():
-    from voxelstream.runner import BATCH_BYTES, MAX_BATCH, VolumeJob, _batches
+    from voxelstream.runner import BATCH_BYTES, MAX_BATCH, TAIL_TASKS, VolumeJob, _batches
 
     sizes = [10] * 40 + [None] + [10] * 5 + [BATCH_BYTES] + [BATCH_BYTES // 3] * 7 + [10] * 60
     items = [(n, VolumeJob(f"v{n}", nbytes=s), None) for n, s in enumerate(sizes, 1)]
@@ -111,8 +111,8 @@ def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone()
         if len(b) > 1:
             assert all(job.nbytes is not None for _, job, _ in b)
             assert sum(job.nbytes for _, job, _ in b) <= BATCH_BYTES
-            # at least 4 tasks per worker thread remain for what is left after the batch starts
-            assert len(b) <= (len(items) - b[0][0] + 1) // 8
+            # TAIL_TASKS tasks per worker thread remain for what is left when the batch starts
+            assert len(b) <= (len(items) - b[0][0] + 1) // (TAIL_TASKS * 2)
     assert any(len(b) == MAX_BATCH for b in batches)
     assert [len(b) for b in batches][-3:] == [1, 1, 1]  # the end of the run: one volume per task
 

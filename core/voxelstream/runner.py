@@ -287,9 +287,10 @@ def _result(res: dict[str, Any]) -> dict[str, Any]:
 #: this share one task (at most :data:`MAX_BATCH` of them, fewer towards the end of the run
 #: so that the workers finish together). 150 volumes of 0.2 MB: benchmarks/RESULTS.md.
 BATCH_BYTES = 16 * 2**20
-MAX_BATCH = 8
-#: Batches shrink so that this many tasks per worker thread remain for what is left.
-TAIL_TASKS = 4
+MAX_BATCH = 16
+#: Batches shrink so that this many tasks per worker thread remain for what is left (150
+#: volumes on 2 workers: 21 tasks, the last ones single volumes).
+TAIL_TASKS = 2
 
 
 def _batches(works: Iterator[tuple[int, VolumeJob, _Work]], total: int,
