@@ -23,6 +23,7 @@ script measures a GPU where jax[cuda] is installed.
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import statistics
 import tempfile
@@ -68,18 +69,22 @@ def _torch() -> Any:
     return torch
 
 
-def _interleaved(fns: dict[str, Any], rounds: int) -> dict[str, list[float]]:
+def _interleaved(fns: dict[str, Any], rounds: int) -> tuple[dict[str, list[float]], dict[str, float]]:
     """Wall seconds per call of each function, called in turn, ``rounds`` times (after one
-    warm-up call each: compilation and allocator warm-up are not throughput)."""
+    warm-up call each: compilation and allocator warm-up are not throughput), and the median
+    CPU seconds (all threads of this process) per call: under load the wall times mostly
+    measure the other jobs, the CPU times still the work (OpenMP's spinning threads count)."""
     for fn in fns.values():
         fn()
     out: dict[str, list[float]] = {k: [] for k in fns}
+    cpu: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fn()
             out[name].append(time.perf_counter() - t0)
-    return out
+            cpu[name].append(time.process_time() - c0)
+    return out, {k: statistics.median(v) for k, v in cpu.items()}
 
 
 def _ratios(times: dict[str, list[float]]) -> dict[str, float]:
@@ -106,10 +111,12 @@ def part_step(batch: int, rounds: int) -> dict[str, Any]:
     model.train()
     opt = nnx.Optimizer(model, optax.adamw(1e-3, weight_decay=1e-4), wrt=nnx.Param)
     xj, yj, pw = jnp.asarray(x), jnp.asarray(y), jnp.float32(3.0)
+    # the step's optional extras (label smoothing, where train has it) at their defaults: off
+    extra = (jnp.float32(0.0),) if "smoothing" in inspect.signature(_train_step).parameters else ()
     t0 = time.perf_counter()
-    jax.block_until_ready(_train_step(model, opt, xj, yj, pw))
+    jax.block_until_ready(_train_step(model, opt, xj, yj, pw, *extra))
     compile_s = time.perf_counter() - t0
-    fns = {"jax": lambda: jax.block_until_ready(_train_step(model, opt, xj, yj, pw))}
+    fns = {"jax": lambda: jax.block_until_ready(_train_step(model, opt, xj, yj, pw, *extra))}
     torch = _torch()
     if torch is not None:
         from bench_infer import torch_net
@@ -125,8 +132,8 @@ def part_step(batch: int, rounds: int) -> dict[str, Any]:
             topt.step()
 
         fns = {"torch": torch_step, **fns}
-    times = _interleaved(fns, rounds)
-    res: dict[str, Any] = {"batch": batch, "compile_s": compile_s, "times": times,
+    times, cpu = _interleaved(fns, rounds)
+    res: dict[str, Any] = {"batch": batch, "compile_s": compile_s, "times": times, "cpu": cpu,
                            "cubes_per_s": {k: batch / statistics.median(v) for k, v in times.items()}}
     if "torch" in times:
         res.update(_ratios(times))
@@ -154,8 +161,8 @@ def part_infer(tile: int, rounds: int, work: Path) -> dict[str, Any]:
                 torch.sigmoid(net(xt))
 
         fns = {"torch": torch_dense, **fns}
-    times = _interleaved(fns, rounds)
-    res: dict[str, Any] = {"tile": tile, "window": edge, "times": times,
+    times, cpu = _interleaved(fns, rounds)
+    res: dict[str, Any] = {"tile": tile, "window": edge, "times": times, "cpu": cpu,
                            "points_per_s": {k: tile**3 / statistics.median(v) for k, v in times.items()}}
     if "torch" in times:
         res.update(_ratios(times))
@@ -179,13 +186,14 @@ def _runs(v: list[float]) -> str:
 
 
 def report(res: dict[str, Any]) -> str:
-    lines = [f"JAX device: {res['device']}; load average at start {res['load']}.", ""]
+    lines = [f"JAX device: {res['device']}; load average (1, 5, 15 min) at start {res['load']}, at the end "
+             f"{res['load_end']}.", ""]
     if "step" in res:
         s = res["step"]
         lines += [f"### Training step, 48^3 cubes, batch {s['batch']}, channels 8,16 (the CLI defaults), interleaved rounds",
-                  "", "| framework | step wall s per round | median cubes/s |", "|---|---|---|"]
+                  "", "| framework | step wall s per round | median cubes/s | median CPU s per step |", "|---|---|---|---|"]
         for k, v in s["times"].items():
-            lines.append(f"| {k} | {_runs(v)} | {s['cubes_per_s'][k]:.1f} |")
+            lines.append(f"| {k} | {_runs(v)} | {s['cubes_per_s'][k]:.1f} | {s['cpu'][k]:.2f} |")
         if "ratio" in s:
             lines.append(f"\n**JAX / PyTorch {s['torch_version']} throughput: {s['ratio']:.2f}x** (median of per-round "
                          f"ratios; fastest rounds: {s['best_ratio']:.2f}x; target >= 0.6). JAX compile of the step: "
@@ -193,10 +201,10 @@ def report(res: dict[str, Any]) -> str:
     if "infer" in res:
         s = res["infer"]
         lines += ["", f"### Dense inference, one tile of {s['tile']}^3 output points ({s['window']}^3 input window), "
-                  "compute only, interleaved rounds", "", "| framework | wall s per round | median output points/s |",
-                  "|---|---|---|"]
+                  "compute only, interleaved rounds", "", "| framework | wall s per round | median output points/s | median CPU s |",
+                  "|---|---|---|---|"]
         for k, v in s["times"].items():
-            lines.append(f"| {k} | {_runs(v)} | {s['points_per_s'][k]:.0f} |")
+            lines.append(f"| {k} | {_runs(v)} | {s['points_per_s'][k]:.0f} | {s['cpu'][k]:.2f} |")
         if "ratio" in s:
             lines.append(f"\n**JAX / PyTorch dense inference throughput: {s['ratio']:.2f}x** (median of per-round ratios; "
                          f"fastest rounds: {s['best_ratio']:.2f}x; target >= 0.6).")
@@ -228,6 +236,7 @@ def main() -> None:
             res["infer"] = part_infer(args.tile, args.rounds, Path(tmp))
         if "train" in parts:
             res["train"] = part_train(48, args.cubes, args.epochs, args.batch, Path(tmp))
+    res["load_end"] = " ".join(f"{v:.1f}" for v in os.getloadavg())
     text = report(res)
     print(text)
     if args.append:

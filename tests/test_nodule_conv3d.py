@@ -59,9 +59,9 @@ def test_folding_off_gives_the_same_convolution(monkeypatch):
     _close(plain[1], folded[1])
 
 
-@pytest.mark.parametrize(("cin", "kernel"), [(1, (3, 3, 3)), (4, (3, 3, 3)), (6, (3, 3, 2))])
+@pytest.mark.parametrize(("cin", "kernel"), [(1, (3, 3, 3)), (2, (3, 3, 2)), (4, (3, 3, 3)), (6, (3, 3, 2))])
 def test_weight_gradient_is_the_same_for_every_chunking(monkeypatch, cin, kernel):
-    # 1 channel: the patch-matrix form; more: the shifted-block form; (3, 3, 2): a folded kernel
+    # 1-2 channels: the patch-matrix form; more: the shifted-block form; (3, 3, 2): a folded kernel
     x, w, g = _case(1, (3, 10, 8, 9, cin), kernel, 2)
     want = jax.jit(jax.grad(lambda w: jnp.vdot(g, conv3d.conv3d_reference(x, w))))(w)
     for budget in (1, 3 * 8 * 9 * 27 * cin * 4, 1 << 30):  # one output slice per chunk, a few, a whole sample

@@ -84,8 +84,8 @@ def _slices_per_chunk(n: int, bytes_per_slice: int) -> int:
 def _weight_grad_patches(x: jax.Array, g: jax.Array, kernel: tuple[int, int, int]) -> jax.Array:
     """``dW[a, b, c, i, o] = sum_{n, z, y, x} x[n, z+a, y+b, x+c, i] * g[n, z, y, x, o]`` as a
     patch matrix (``kd*kh*kw * C_in`` columns) times the output gradient, per chunk of output
-    slices. Used for a single input channel, where the shifted-block form below would
-    multiply 1-column matrices."""
+    slices. Used for one or two input channels, where the shifted-block form below would
+    multiply matrices of one or two rows."""
     kd, kh, kw = kernel
     b, _, h, wd, c = x.shape
     od, oh, ow, cout = g.shape[1:]
@@ -112,18 +112,20 @@ def _weight_grad_patches(x: jax.Array, g: jax.Array, kernel: tuple[int, int, int
 def _weight_grad_shifted(x: jax.Array, g: jax.Array, kernel: tuple[int, int, int]) -> jax.Array:
     """The same weight gradient without a patch matrix: with ``g`` zero-padded to ``x``'s
     (H, W) grid and both flattened over (D, H, W), the kernel offset ``(a, b, c)`` is one
-    flat offset ``(a*H + b)*W + c``, so each of the ``kd*kh*kw`` terms is a product of two
-    *contiguous* row blocks, ``x_flat[p + off]^T @ g_flat[p]`` (the rows that wrap into the
-    next row or slice meet the zero padding of ``g``). Contiguous blocks are copied at memory
-    speed where building patches (a strided gather) cost 3-4x the products (profiled), and
-    the products keep both cores busy: 0.42 vs 1.1-1.7 s wall for the 46^3 8->8 layer at
-    batch 32. Accumulated over chunks of output slices in a fixed order (deterministic)."""
+    flat offset ``(a*H + b)*W + c``, and ``dW[a, b, c] = sum_p x_flat[p + off]^T g_flat[p]``
+    (the rows that wrap into the next row or slice meet the zero padding of ``g``). The W
+    offsets ``c`` are taken on ``g``'s side (``kw`` copies shifted by one row each, side by
+    side as channels), so each (a, b) is one product of a *contiguous* row block of ``x``
+    with that matrix: blocks are copied at memory speed where building patches (a strided
+    gather) cost 3-4x the products (profiled), and the products keep both cores busy. The
+    46^3 8->8 layer at batch 32: 1.1-1.7 s wall with patches, 0.42 s with k^3 shifted
+    blocks, 0.43-0.48 CPU s folded with W shifts on g's side. Accumulated over chunks of
+    output slices in a fixed order (deterministic)."""
     kd, kh, kw = kernel
     b, d, h, wd, c = x.shape
     od, oh, ow, cout = g.shape[1:]
     plane = h * wd
-    # the chunk's block of x and the shifted copy being multiplied fit the budget (1 MiB of x:
-    # 11 slices of the 46^3 x 8 layer, 0.42 s at batch 32; 2 slices 0.48 s, 22 slices 0.48 s)
+    # the chunk's block of x and the shifted copy being multiplied fit the budget (1 MiB of x)
     zb = _slices_per_chunk(od, 2 * plane * c * x.dtype.itemsize)
     per_sample = od // zb
     # the chunk's last rows beyond the output (y >= oh) are zero in g: leaving them out keeps
@@ -131,21 +133,25 @@ def _weight_grad_shifted(x: jax.Array, g: jax.Array, kernel: tuple[int, int, int
     rows = zb * plane - (kh - 1) * wd - (kw - 1)
     gflat = jnp.pad(g, ((0, 0), (0, 0), (0, h - oh), (0, wd - ow), (0, 0))).reshape(b, od * plane, cout)
     xflat = x.reshape(b, d * plane, c)
-    offsets = [(a * h + p) * wd + q for a in range(kd) for p in range(kh) for q in range(kw)]
+    offsets = [(a * h + p) * wd for a in range(kd) for p in range(kh)]
 
     def chunk(i: jax.Array, acc: jax.Array) -> jax.Array:
         n, z0 = i // per_sample, (i % per_sample) * zb
         xs = jax.lax.dynamic_slice(xflat, (n, z0 * plane, 0), (1, (zb + kd - 1) * plane, c))[0]
         gs = jax.lax.dynamic_slice(gflat, (n, z0 * plane, 0), (1, rows, cout))[0]
-        return acc + jnp.stack([xs[off : off + rows].T @ gs for off in offsets])
+        # row r, channels q*cout..: g[r - q] (zero outside the chunk), for x row r + off
+        gq = jnp.concatenate([jnp.pad(gs, ((q, kw - 1 - q), (0, 0))) for q in range(kw)], axis=-1)
+        return acc + jnp.stack([xs[off : off + rows + kw - 1].T @ gq for off in offsets])
 
-    acc = jax.lax.fori_loop(0, b * per_sample, chunk, jnp.zeros((len(offsets), c, cout), jnp.float32))
-    return acc.reshape(kd, kh, kw, c, cout).astype(x.dtype)
+    acc = jax.lax.fori_loop(0, b * per_sample, chunk, jnp.zeros((len(offsets), c, kw * cout), jnp.float32))
+    return acc.reshape(kd, kh, c, kw, cout).transpose(0, 1, 3, 2, 4).astype(x.dtype)
 
 
 def _weight_grad(x: jax.Array, g: jax.Array, kernel: tuple[int, int, int]) -> jax.Array:
     """``dW[a, b, c, i, o] = sum_{n, z, y, x} x[n, z+a, y+b, x+c, i] * g[n, z, y, x, o]``."""
-    if x.shape[-1] == 1:
+    # with 1-2 input channels the shifted blocks are matrices of 1-2 rows (the first layer,
+    # folded: patches 0.12 vs shifted blocks 0.26 CPU s at batch 32)
+    if x.shape[-1] <= 2:
         return _weight_grad_patches(x, g, kernel)
     return _weight_grad_shifted(x, g, kernel)
 
