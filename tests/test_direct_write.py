@@ -124,3 +124,19 @@ def test_stored_volume_reads_regions_without_dask(tmp_path):
     region = (slice(0, 1), slice(3, 17), slice(5, 30), slice(0, 9))
     np.testing.assert_array_equal(vol.source.read(region), a[region])
     np.testing.assert_array_equal(vol.data.compute(), a)  # the dask form, built on demand, agrees
+
+
+def test_heap_trims_during_a_long_write_change_nothing(tmp_path, monkeypatch):
+    a = _sample(np.float32)
+    direct.write_source(functools.partial(_read, a), a.shape, a.dtype, (1, 8, 8, 8), tmp_path / "a", workers=2)
+    calls = []
+    real = direct._heap_trimmer
+
+    def counted():
+        trim = real()
+        return lambda: calls.append(trim())
+
+    monkeypatch.setattr(direct, "TRIM_EVERY", 3000)  # "long": a trim every couple of blocks
+    monkeypatch.setattr(direct, "_heap_trimmer", counted)
+    direct.write_source(functools.partial(_read, a), a.shape, a.dtype, (1, 8, 8, 8), tmp_path / "b", workers=2)
+    assert len(calls) >= 5 and _files(tmp_path / "a") == _files(tmp_path / "b")

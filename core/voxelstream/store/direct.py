@@ -21,6 +21,7 @@ import itertools
 import os
 import struct
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -195,6 +196,25 @@ def direct_workers() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+#: Bytes of blocks written between two returns of freed heap memory to the system.
+TRIM_EVERY = 128 * 2**20
+
+
+def _heap_trimmer() -> Callable[[], Any] | None:
+    """glibc's ``malloc_trim(0)``, or None elsewhere. Why: after the first frees glibc serves
+    chunk-sized buffers from its heap and keeps what is freed there resident, so a long
+    write's peak RSS grew with the volume (a 1.2 GB preprocess 220-280 MB vs 160 MB for 0.16 GB);
+    trimming every :data:`TRIM_EVERY` bytes keeps it near flat (every 64 MiB: 157-162 MB, for
+    about 4 % more CPU, within the noise of the measurement; every 256 MiB: 171-187 MB)."""
+    try:
+        import ctypes
+
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # pragma: no cover - not glibc
+        return None
+    return lambda: trim(0)
+
+
 def _progress_hooks() -> tuple[list[Any], list[Any]]:
     """The active dask callbacks' start-state and post-task hooks (the progress bars count
     direct blocks as tasks), without importing dask when nothing imported it."""
@@ -224,6 +244,9 @@ def write_source(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequenc
     state = {"ready": regions, "waiting": [], "running": [], "finished": []}
     for hook in starts:
         hook(None, state)
+    trim = _heap_trimmer() if int(np.prod(shape)) * dtype.itemsize > TRIM_EVERY else None
+    since_trim = [0]
+    lock = threading.Lock()
 
     def one(region: tuple[slice, ...]) -> int:
         block = np.asarray(read(region), dtype=dtype)
@@ -232,6 +255,14 @@ def write_source(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequenc
         n = write_chunks(block, [r.start for r in region], cshape, _fill(dtype), base, codec, made=made)
         for hook in posts:
             hook(None, None, None, state, 0)
+        if trim is not None:
+            with lock:
+                since_trim[0] += block.nbytes
+                due = since_trim[0] >= TRIM_EVERY
+                if due:
+                    since_trim[0] = 0
+            if due:
+                trim()
         return n
 
     if workers == 1:
