@@ -189,7 +189,7 @@ def _fold_kernel(w: jax.Array, f: int) -> jax.Array:
             for q in range(f):
                 if 0 <= m * f + j - q < kw:
                     select[m, j, q, m * f + j - q] = 1.0
-    folded = jnp.einsum("mjqt,zytio->zymjiqo", select, w)
+    folded = jnp.einsum("mjqt,zytio->zymjiqo", jnp.asarray(select, w.dtype), w)
     return folded.reshape(kd, kh, kc, f * cin, f * cout)
 
 
