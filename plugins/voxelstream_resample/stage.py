@@ -1,10 +1,16 @@
 """The ``resample`` stage: a lazy, chunk-streamed change of voxel spacing.
 
 The output grid keeps the input's origin and direction cosines, so every world feature
-stays where it was, and the resampling is separable along the index axes. The dask graph
-has one task per output chunk; it depends only on the input chunks its stencil touches,
-cuts that region out of them, and interpolates it one axis at a time (see
-:mod:`voxelstream_resample.kernels`). Nothing of full-volume size is ever allocated.
+stays where it was, and the resampling is separable along the index axes. Each output
+chunk depends only on the input chunks its stencil touches: that region is cut out of them
+and interpolated one axis at a time (see :mod:`voxelstream_resample.kernels`). Nothing of
+full-volume size is ever allocated.
+
+Two forms of the same computation: when the input computes its regions directly (a
+:class:`voxelstream.BlockSource`, e.g. a stored volume), so does the output
+(:mod:`.source`: no dask graph; the store writes it on a thread pool); otherwise, and
+whenever a later stage asks for ``volume.data``, a dask graph with one task per output chunk
+(:mod:`.graph`). Both give bit-identical values for every chunking.
 """
 
 from __future__ import annotations
