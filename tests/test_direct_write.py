@@ -140,3 +140,29 @@ def test_heap_trims_during_a_long_write_change_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(direct, "_heap_trimmer", counted)
     direct.write_source(functools.partial(_read, a), a.shape, a.dtype, (1, 8, 8, 8), tmp_path / "b", workers=2)
     assert len(calls) >= 5 and _files(tmp_path / "a") == _files(tmp_path / "b")
+
+
+def test_stored_arrays_are_read_from_their_document_without_zarr(tmp_path):
+    """The store's own arrays are opened from zarr.json alone (direct.PlainArray); reads equal
+    zarr-python's, fancy keys are handed to zarr, and any other layout is zarr's to open."""
+    from voxelstream.store.reading import _source
+
+    a = _sample(np.int16)
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    store.write(vs.Volume.from_array(a[0]), "v", chunks=8)
+    root, path = str(tmp_path / "s.zarr"), "volumes/v/image/0"
+    plain, _ = direct.plain_array(root, path)
+    assert plain.shape == a.shape and plain.chunks == (1, 8, 8, 8) and plain.dtype == a.dtype
+    reader = store.reader("v")
+    ref = zarr.open_array(root, path=path, mode="r")
+    rng = np.random.default_rng(4)
+    for _ in range(20):
+        lo = [int(rng.integers(0, n)) for n in a.shape[1:]]
+        sel = (slice(0, 1), *(slice(l, int(rng.integers(l + 1, n + 1))) for l, n in zip(lo, a.shape[1:])))
+        np.testing.assert_array_equal(reader[sel], ref[sel])
+    np.testing.assert_array_equal(reader[0, [1, 5], 3], a[0, [1, 5], 3])  # fancy: through zarr
+    other = zarr.create_array(tmp_path / "other.zarr", shape=(1, 9, 9, 9), chunks=(1, 4, 4, 4), dtype="int16",
+                              compressors=[zarr.codecs.ZstdCodec()], fill_value=0)
+    other[:] = 3
+    assert direct.plain_array(str(tmp_path / "other.zarr"), "") is None
+    assert int(np.asarray(_source(str(tmp_path / "other.zarr"), "", "t", "other")[0, 1, 2, 3])) == 3

@@ -18,20 +18,22 @@ import functools
 import itertools
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import zarr
 from numcodecs import Blosc
-from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
-from zarr.core.chunk_grids import RegularChunkGrid
-from zarr.storage import LocalStore
 
 from ..errors import StoreError
 from .direct import _SHUFFLES, PlainCodec, write_chunks  # zarr-free: direct writes use them without zarr
 
 __all__ = ["ChunkError", "PlainCodec", "plain_codec", "ChunkReader", "write_direct", "write_chunk",
            "open_for_write"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    import zarr
+
+# zarr-python is imported where an array is opened through it: reading the store's own plain
+# arrays needs only their document (direct.PlainArray), not zarr
 
 
 class ChunkError(StoreError):
@@ -41,6 +43,10 @@ class ChunkError(StoreError):
 def plain_codec(arr: zarr.Array) -> PlainCodec | None:
     """The :class:`PlainCodec` making (and reading) the same chunk bytes as ``arr``'s own
     codecs, or ``None`` when ``arr`` is not the plain layout (then zarr reads and writes)."""
+    from zarr.codecs import BloscCodec, BytesCodec, Crc32cCodec
+    from zarr.core.chunk_grids import RegularChunkGrid
+    from zarr.storage import LocalStore
+
     meta = arr.metadata
     codecs = tuple(getattr(meta, "codecs", ()))
     crc = len(codecs) == 3 and isinstance(codecs[2], Crc32cCodec)
@@ -160,6 +166,8 @@ class ChunkReader:
 @functools.lru_cache(maxsize=64)
 def open_for_write(root: str, path: str, token: str) -> zarr.Array:
     # token: a new array written to the same path must not hit a stale cached handle
+    import zarr
+
     return zarr.open_array(store=root, path=path, mode="r+")
 
 

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import zarr
 
 from ..errors import StoreError
 from . import chunkmap
 from .chunkio import ChunkReader, plain_codec
+from .direct import plain_array
 
 __all__ = ["OutputReader"]
 
@@ -21,13 +21,19 @@ __all__ = ["OutputReader"]
 @functools.lru_cache(maxsize=64)
 def _source(root: str, path: str, token: str, label: str, stored: str = "") -> Any:
     # token: an output rewritten at the same path is a new key, never a stale handle
-    try:
-        arr = zarr.open_array(store=root, path=path, mode="r")
-    except (FileNotFoundError, zarr.errors.NodeTypeValidationError, ValueError, KeyError) as exc:
-        raise StoreError(f"{label}: its array cannot be opened ({exc}); run 'voxelstream verify'") from None
-    codec = plain_codec(arr)
-    if codec is None:
-        return arr
+    plain = plain_array(root, path)  # the store's own layout: its document suffices, no zarr
+    if plain is not None:
+        arr, codec = plain
+    else:
+        import zarr
+
+        try:
+            arr = zarr.open_array(store=root, path=path, mode="r")
+        except (FileNotFoundError, zarr.errors.NodeTypeValidationError, ValueError, KeyError) as exc:
+            raise StoreError(f"{label}: its array cannot be opened ({exc}); run 'voxelstream verify'") from None
+        codec = plain_codec(arr)
+        if codec is None:
+            return arr
     grid = tuple(-(-s // c) for s, c in zip(arr.shape, arr.chunks))
     return ChunkReader(arr, codec, label, stored=chunkmap.decode(stored, grid))
 
