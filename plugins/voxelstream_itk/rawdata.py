@@ -90,6 +90,14 @@ def read_raw_region(layout: RawLayout, region: tuple[slice, ...]) -> np.ndarray:
     """Region ``(c, z, y, x)`` (slices) of ``layout``'s voxels, channel-first: what a direct
     write reads block by block (``voxelstream.lazy.BlockSource``)."""
     c, z, y, x = region
+    stored = np.dtype(layout.dtype)
+    if (not layout.compression and stored.isnative and layout.slope == 1.0 and layout.inter == 0.0
+            and np.dtype(layout.output_dtype) == stored):
+        # a view of the memory-mapped file: the writer copies each chunk out of it once (no
+        # intermediate copy of the block); the mapping lives as long as the view
+        mm = np.memmap(layout.data_file, dtype=stored, mode="r", offset=layout.offset, shape=layout.shape)
+        view = mm[z, y, x]
+        return np.moveaxis(view, -1, 0)[c] if len(layout.shape) == 4 else view[None][c]
     block = read_raw_block(z.start, z.stop, y.start, y.stop, path=layout.data_file, offset=layout.offset,
                            dtype=layout.dtype, shape=layout.shape, compression=layout.compression,
                            stream_start=layout.stream_start, slope=layout.slope, inter=layout.inter,
