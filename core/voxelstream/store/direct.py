@@ -1,5 +1,6 @@
-"""Writing an output straight from a :class:`~voxelstream.lazy.BlockSource`: no dask graph
-and no zarr-python, only numpy, numcodecs' Blosc and crc32c.
+"""The store's plain arrays without dask or zarr-python (only numpy, numcodecs' Blosc and
+crc32c): writing an output straight from a :class:`~voxelstream.lazy.BlockSource`, and
+opening a stored array for reading from its document alone (:class:`PlainArray`).
 
 Why: for one scan, importing dask.array and zarr (0.4 s) and building, fusing, ordering and
 scheduling a graph of a few hundred tasks (~0.5 s of GIL-holding Python on 2 cores) cost as
