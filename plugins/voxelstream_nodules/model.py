@@ -17,11 +17,13 @@ running statistics and dropout is off, so dense evaluation equals cube-by-cube e
 For a 48-voxel cube and 2 blocks: 48 -conv-> 46 -conv-> 44 -pool-> 22 -conv-> 20 -conv-> 18
 -pool-> 9 -head 9^3-> 1; receptive field 48, stride 4.
 
-3x3x3 (and head) convolutions are :func:`.conv3d.conv3d_valid`: sums over the kernel's depth
-of 2-D convolutions of depth-shifted slices, with a hand-written backward pass (transposed
-convolution for the input, a chunked patch-matrix product for the weights): on this CPU XLA
-runs those several times faster than its 3-D convolution and its autodiff (see
-benchmarks/RESULTS.md); tests check they agree with ``lax.conv_general_dilated``.
+3x3x3 (and head) convolutions are :func:`.conv3d.conv3d_valid`: on the CPU, sums over the
+kernel's depth of 2-D convolutions of depth-shifted slices (voxel pairs along W folded into
+the channels where channels are few), with a hand-written backward pass (transposed
+convolution for the input, products of shifted row blocks for the weights), and the head on
+a training cube a matrix product: XLA runs those several times faster than its 3-D
+convolution and its autodiff (see benchmarks/RESULTS.md); tests check that they agree with
+``lax.conv_general_dilated``, which other backends (jax[cuda]) use directly.
 """
 
 from __future__ import annotations
