@@ -183,3 +183,25 @@ def test_detect_command_without_prob_outputs_says_run_infer(tmp_path):
     store.write(_geometry_volume(np.zeros(SHAPE, np.float32)), "a", "image", chunks=16)
     with pytest.raises(VoxelstreamError, match="voxelstream nodules infer"):
         _run_detect(["--store", str(tmp_path / "s.zarr"), "--out", str(tmp_path / "d.csv")])
+
+
+def test_detect_command_with_a_mask_drops_detections_outside_it(tmp_path):
+    _, blobs = _blobs()
+    prob = _blob_map(blobs)
+    store = open_store(tmp_path / "s.zarr", create=True)
+    vol = _geometry_volume(prob)
+    store.write(vol, "b", "prob", chunks=16)
+    # the mask (on the same grid here; any grid works through world coordinates) is 0 within
+    # 4 mm of the first blob's centre only
+    world = vol.index_to_world(np.argwhere(np.ones(SHAPE, bool))).reshape(*SHAPE, 3)
+    mask = (np.linalg.norm(world - np.asarray(blobs[0][0]), axis=-1) > 4.0).astype(np.uint8)
+    store.write(_geometry_volume(mask), "b", "lung", chunks=16)
+    full, masked = tmp_path / "all.csv", tmp_path / "masked.csv"
+    assert _run_detect(["--store", str(tmp_path / "s.zarr"), "--out", str(full)]) == 0
+    assert _run_detect(["--store", str(tmp_path / "s.zarr"), "--out", str(masked), "--mask", "lung"]) == 0
+    rows = {p: [list(map(float, r[1:4])) for r in list(csv.reader(p.open()))[1:]] for p in (full, masked)}
+    near_first = [np.linalg.norm(np.asarray(r) - blobs[0][0]) < 2.0 for r in rows[full]]
+    assert sum(near_first) == 1
+    assert rows[masked] == [r for r, near in zip(rows[full], near_first) if not near]
+    with pytest.raises(VoxelstreamError, match="--lung-mask"):
+        _run_detect(["--store", str(tmp_path / "s.zarr"), "--out", str(masked), "--mask", "nope"])

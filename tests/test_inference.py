@@ -9,16 +9,16 @@ import csv
 import numpy as np
 import pytest
 
+from test_nodule_support import model_with_random_statistics
 import voxelstream
 from voxelstream.errors import VoxelstreamError
 from voxelstream.models import save_model
 
 jax = pytest.importorskip("jax")
-from flax import nnx  # noqa: E402
 
 from voxelstream_nodules.inference import dense_grid, infer_store  # noqa: E402
 from voxelstream_nodules.infer_score_cmd import INFER, SCORE  # noqa: E402
-from voxelstream_nodules.model import MODEL_NAME, NetConfig, build  # noqa: E402
+from voxelstream_nodules.model import MODEL_NAME, NetConfig  # noqa: E402
 from voxelstream_nodules.scoring import Point, score_points  # noqa: E402
 
 CFG = NetConfig(cube=16, channels=(4, 8), head_channels=8)  # receptive field 16, stride 4
@@ -30,17 +30,7 @@ DIRECTION = np.array([[_c, -_s, 0.0], [_s, _c, 0.0], [0.0, 0.0, -1.0]])
 
 
 def _model_with_random_statistics(seed: int):
-    model = build(CFG, seed=seed)
-    rng = np.random.default_rng(seed)
-    for _, node in nnx.iter_graph(model):
-        if isinstance(node, nnx.BatchNorm):  # eval mode must really use these
-            n = node.mean[...].shape[0]
-            node.mean[...] = rng.normal(0.0, 0.5, n).astype(np.float32)
-            node.var[...] = rng.uniform(0.2, 3.0, n).astype(np.float32)
-            node.scale[...] = rng.uniform(0.5, 1.5, n).astype(np.float32)
-            node.bias[...] = rng.normal(0.0, 0.3, n).astype(np.float32)
-    model.eval()
-    return model
+    return model_with_random_statistics(CFG, seed)
 
 
 @pytest.fixture(scope="module")

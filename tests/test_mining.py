@@ -79,3 +79,27 @@ def test_mining_needs_the_probability_maps(setup):
     store.delete("train-a", "prob")
     with pytest.raises(vs.VoxelstreamError, match="voxelstream nodules infer"):
         mine_hard_negatives(store, model, [nodule], cubes_path)
+
+
+def test_mining_validation_series_only_when_asked(setup):
+    store, model, cubes_path, nodule, _ = setup
+    report = mine_hard_negatives(store, model, [nodule], cubes_path, per_volume=5, threshold=0.5,
+                                 margin_mm=2.0, min_distance_mm=4.0, validation=True)
+    assert report.appended == {"train-a": 2, "val-b": 1}
+    val = [r for r in CubeSet.open(cubes_path).records() if r.series_uid == "val-b"]
+    # prob voxel (3, 3, 3) -> iso (12, 12, 12) -> world origin + 12 mm
+    assert [(r.kind, r.world_x, r.world_y, r.world_z) for r in val] == [("hard_negative", 22.0, -8.0, 42.0)]
+
+
+def test_mining_with_a_mask_skips_false_positives_outside_it(setup):
+    store, model, cubes_path, nodule, _ = setup
+    iso = store.open("train-a", "iso")
+    mask = np.ones((32, 32, 32), np.uint8)
+    mask[4:12, 20:28, 20:28] = 0  # around iso (8, 24, 24): the most confident false positive
+    store.write(iso.replace(data=da.from_array(mask[None], chunks=16)), "train-a", "lung", chunks=16)
+    report = mine_hard_negatives(store, model, [nodule], cubes_path, per_volume=5, threshold=0.5,
+                                 margin_mm=2.0, min_distance_mm=4.0, mask="lung")
+    assert report.found == {"train-a": 1}
+    new = CubeSet.open(cubes_path).records()[1:]
+    # the one left: prob voxel (6, 2, 6) -> iso (24, 8, 24)
+    assert [(r.world_x, r.world_y, r.world_z) for r in new] == [(34.0, -12.0, 54.0)]

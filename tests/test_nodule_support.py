@@ -78,3 +78,23 @@ def hand_cube(arr: np.ndarray, centre_zyx: Sequence[int], edge: Sequence[int], p
     padded = np.pad(arr, width, constant_values=pad)
     sl = tuple(slice(c - e // 2 + width, c - e // 2 + e + width) for c, e in zip(centre_zyx, edge))
     return padded[sl]
+
+
+def model_with_random_statistics(cfg, seed: int):
+    """A NoduleNet of ``cfg`` in eval mode whose batch norms hold random running statistics
+    and affine parameters, so that a test comparing two ways of evaluating it sees them."""
+    from flax import nnx
+
+    from voxelstream_nodules.model import build
+
+    model = build(cfg, seed=seed)
+    rng = np.random.default_rng(seed)
+    for _, node in nnx.iter_graph(model):
+        if isinstance(node, nnx.BatchNorm):  # eval mode must really use these
+            n = node.mean[...].shape[0]
+            node.mean[...] = rng.normal(0.0, 0.5, n).astype(np.float32)
+            node.var[...] = rng.uniform(0.2, 3.0, n).astype(np.float32)
+            node.scale[...] = rng.uniform(0.5, 1.5, n).astype(np.float32)
+            node.bias[...] = rng.normal(0.0, 0.3, n).astype(np.float32)
+    model.eval()
+    return model

@@ -97,3 +97,51 @@ def test_train_init_continues_from_a_model(trained, capsys):
     resumed = json.loads((trained / "c" / "metrics.json").read_text())[0]
     # starting from trained weights, the first epoch does not start from scratch
     assert resumed["train_loss"] != first["train_loss"]
+
+
+def test_random_orientations_keep_the_centre_voxel_and_are_flips_or_turns():
+    from voxelstream_nodules.train import random_orientations
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6, 6, 6)).astype(np.float32)
+    out = random_orientations(x, np.random.default_rng(1))
+    c = 3  # the centre voxel n // 2, where the cube's annotation sits
+    np.testing.assert_array_equal(out[:, c, c, c], x[:, c, c, c])
+    # by index arithmetic: voxel c + d goes to c + d' with d' = d flipped and/or (y, x) swapped
+    idx = np.stack(np.meshgrid(*(np.arange(6),) * 3, indexing="ij"), -1) - c
+    seen = set()
+    for i in range(len(x)):
+        matches = []
+        for fz, fy, fx, turn in np.ndindex(2, 2, 2, 2):
+            d = idx * np.array([-1 if fz else 1, -1 if fy else 1, -1 if fx else 1])
+            if turn:
+                d = d[..., [0, 2, 1]]
+            ref = np.empty_like(x[i])
+            ref[tuple(np.moveaxis((d + c) % 6, -1, 0))] = x[i]
+            if np.array_equal(out[i], ref):
+                matches.append((fz, fy, fx, turn))
+        assert matches, i
+        seen.add(matches[0])
+    assert len(seen) > 8  # the draws use many of the 16 orientations
+    again = random_orientations(x, np.random.default_rng(1))
+    np.testing.assert_array_equal(out, again)  # seeded
+
+
+def test_label_smoothing_is_cross_entropy_against_softened_targets():
+    import jax.numpy as jnp
+
+    from voxelstream_nodules.train import weighted_bce
+
+    logits = np.array([2.0, -1.0, 0.5, 8.0])
+    labels = np.array([1.0, 0.0, 1.0, 0.0])
+    a, w = 0.2, 3.0
+    t = labels * (1 - a) + a / 2
+    p = 1 / (1 + np.exp(-logits))
+    ce = -(t * np.log(p) + (1 - t) * np.log(1 - p))
+    weights = np.where(labels > 0, w, 1.0)
+    want = (weights * ce).sum() / weights.sum()
+    got = float(weighted_bce(jnp.asarray(logits), jnp.asarray(labels), w, a))
+    assert got == pytest.approx(want, rel=1e-5)
+    # the smoothed loss is smallest at a finite logit: p = 1 - a/2 for a positive
+    best = float(weighted_bce(jnp.asarray([np.log((1 - a / 2) / (a / 2))]), jnp.asarray([1.0]), 1.0, a))
+    assert best < float(weighted_bce(jnp.asarray([20.0]), jnp.asarray([1.0]), 1.0, a))

@@ -34,10 +34,13 @@ def _row(uid: str, n: Nodule, diameter: float) -> list[str]:
 
 def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
                      shape: tuple[int, int, int] = (96, 128, 128),
-                     write_format: str = "dicom", realistic: bool = True) -> Path:
+                     write_format: str = "dicom", realistic: bool = True,
+                     nodules: tuple[int, int] = (1, 3)) -> Path:
     """Write a small LUNA16-like dataset of phantoms and return ``annotations.csv``'s path.
 
-    Scan ``s`` gets 1-3 nodules and spacing y = x in [0.6, 0.9] mm. With ``realistic``
+    Scan ``s`` gets ``nodules[0]..nodules[1]`` nodules (default 1-3, as in LUNA16's scans
+    with nodules; a training set may ask for more per scan to see more nodules per minute of
+    generation and training) and spacing y = x in [0.6, 0.9] mm. With ``realistic``
     (default) slices are 0.6-2.5 mm thick and the nodules are LUNA16-like
     (``NoduleMix()``: LUNA16's sizes in [3, 30] mm, juxtapleural and vessel-attached,
     ground-glass and part-solid, partial-volume edges); ``realistic=False`` writes the
@@ -52,6 +55,8 @@ def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
     like the real LUNA16 tables, and ``phantom_findings.csv`` (the annotations plus each
     nodule's ``texture`` and ``attachment``, to break results down by kind).
     """
+    if not 0 <= nodules[0] <= nodules[1]:
+        raise ValueError(f"nodules must be (min, max) with 0 <= min <= max, got {nodules}")
     if write_format not in ("dicom", "mhd"):
         raise ValueError("write_format must be 'dicom' or 'mhd'")
     out_dir = Path(out_dir)
@@ -64,7 +69,7 @@ def generate_dataset(out_dir: Path, n_scans: int = 4, *, seed: int = 0,
     for s in range(n_scans):
         sz = float(rng.uniform(0.6, 2.5) if realistic else rng.uniform(1.0, 2.5))
         sxy = float(rng.uniform(0.6, 0.9))
-        n_nod = int(rng.integers(1, 4))
+        n_nod = int(rng.integers(nodules[0], nodules[1] + 1))
         ph_seed = int(rng.integers(0, 2 ** 31 - 1))
         centre = (float(rng.uniform(-20, 20)), float(rng.uniform(-40, 0)),
                   float(rng.uniform(-250, -100)))

@@ -9,7 +9,7 @@ import warnings
 from voxelstream import CommandSpec, add_common_options, lazy_callable
 
 from .annotations import read_annotations
-from .options import TrainError, TrainOptions
+from .options import TrainError, TrainOptions, add_mask_option
 from .outputs import ISO_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
@@ -32,6 +32,13 @@ def _cubes_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"random negatives per volume (default {DEFAULT_NEGATIVES})")
     p.add_argument("--augment", type=int, default=0, metavar="K", help="augmented copies per positive (default 0)")
     p.add_argument("--excluded", metavar="CSV", help="LUNA16 annotations_excluded.csv: negatives keep clear of these too")
+    p.add_argument("--near-misses", type=int, default=0, metavar="K",
+                   help="K negatives per nodule centred 4-12 mm outside it (the nodule off centre in the cube): "
+                        "they teach the classifier to answer only when the nodule is centred (default 0)")
+    p.add_argument("--structure-negatives", type=int, default=0, metavar="N",
+                   help="with --mask: N more negatives per volume centred on voxels denser than -500 HU inside the "
+                        "mask (vessels, airway walls, pleura: where false positives come from; default 0)")
+    add_mask_option(p, "draw negative centres", "anywhere in the body")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0): same seed, same cubes")
 
 
@@ -48,14 +55,16 @@ def _cubes_run(args: argparse.Namespace) -> int:
         with use_scheduler(args.scheduler):
             report = build_cubes(store, annotations, args.out, name=args.name, cube_mm=args.cube_mm,
                                  negatives_per_volume=args.negatives_per_volume, augment_copies=args.augment,
-                                 excluded=excluded, seed=args.seed, on_volume=done)
+                                 excluded=excluded, seed=args.seed, mask=args.mask,
+                                 near_misses_per_nodule=args.near_misses,
+                                 structure_negatives=args.structure_negatives, on_volume=done)
     for line in report.rows_outside + report.short_of_negatives:
         print(f"warning: {line}", file=sys.stderr)
     if report.rows_unknown_series:
         print(f"note: {report.rows_unknown_series} annotation row(s) name series not in the store; ignored",
               file=sys.stderr)
     print(f"{report.volumes} volumes: {report.positives} positive, {report.augmented} augmented, "
-          f"{report.negatives} negative cubes -> {args.out}")
+          f"{report.negatives} negative, {report.near_misses} near-miss cubes -> {args.out}")
     return 0
 
 
@@ -93,6 +102,15 @@ def _train_arguments(p: argparse.ArgumentParser) -> None:
                    help="channels per block, one block per pooling (default %(default)s)")
     p.add_argument("--seed", type=int, default=d.seed, help="random seed (default 0): same seed, same weights")
     p.add_argument("--init", metavar="MODEL_DIR", help="start from this trained model instead of random weights")
+    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="A",
+                   help="train towards A/2 and 1 - A/2 instead of 0 and 1 (default 0): the logits stay bounded, "
+                        "so the probability map does not saturate at 1.0 where detections must be ranked")
+    p.add_argument("--cosine", action="store_true",
+                   help="decay the learning rate from --lr to 0 over --epochs (cosine): the last epochs take "
+                        "small steps, so the kept epoch depends less on where the noise of the steps left it")
+    p.add_argument("--flips", action="store_true",
+                   help="augment every training batch: each cube flipped along random axes and its axial plane "
+                        "transposed at random (16 orientations; labels do not change; seeded, so runs repeat)")
 
 
 def _train_run(args: argparse.Namespace) -> int:
@@ -101,7 +119,8 @@ def _train_run(args: argparse.Namespace) -> int:
     except ValueError:
         raise TrainError(f"--channels {args.channels!r}: expected comma-separated integers, e.g. 8,16") from None
     opts = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, val_fraction=args.val_fraction,
-                        seed=args.seed, patience=args.patience, channels=channels, init=args.init)
+                        seed=args.seed, patience=args.patience, channels=channels, init=args.init,
+                        flips=args.flips, cosine=args.cosine, label_smoothing=args.label_smoothing)
     from .train import train  # JAX is imported only when training
 
     metrics = train(args.cubes, args.out, opts, log=lambda line: print(line, flush=True))

@@ -27,7 +27,7 @@ from voxelstream.store import default_compressor
 
 __all__ = ["CubeRecord", "CubeSet", "KINDS", "CubeSetError"]
 
-KINDS = ("positive", "augmented", "negative", "hard_negative")
+KINDS = ("positive", "augmented", "negative", "hard_negative", "near_miss")
 INDEX_COLUMNS = ("series_uid", "label", "kind", "world_x", "world_y", "world_z")
 
 

@@ -10,6 +10,7 @@ from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.errors import VoxelstreamError
 
 from .annotations import read_annotations
+from .options import add_mask_option
 from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
@@ -24,6 +25,7 @@ evaluate_froc = lazy_callable("voxelstream_nodules.froc:evaluate_froc")
 plot_froc = lazy_callable("voxelstream_nodules.froc:plot_froc")
 read_series_list = lazy_callable("voxelstream_nodules.froc:read_series_list")
 write_froc_json = lazy_callable("voxelstream_nodules.froc:write_froc_json")
+mask_at_world = lazy_callable("voxelstream_nodules.masking:mask_at_world")
 
 __all__ = ["DETECT", "EVALUATE", "PROB_OUTPUT"]
 
@@ -39,6 +41,7 @@ def _add_detect_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-distance-mm", type=float, default=10.0, metavar="D",
                    help="a detection is the largest value within D world mm, and no two detections "
                         "are closer than D (default: 10)")
+    add_mask_option(p, "keep detections", "keep all")
     p.add_argument("--no-refine", action="store_true",
                    help="report each maximum at its grid point instead of at the centroid of its peak "
                         "(the map's grid is coarse: stride x spacing)")
@@ -72,6 +75,9 @@ def _run_detect(args: argparse.Namespace) -> int:
             vol = store.open(vid, PROB_OUTPUT)
             with task_progress(f"detect {vid}"):
                 rows = detect_volume(vol, args.threshold, args.min_distance_mm, refine=not args.no_refine)
+                if args.mask and rows:
+                    inside = mask_at_world(store, vid, args.mask, [r[:3] for r in rows])
+                    rows = [r for r, ok in zip(rows, inside) if ok]
             uid = _series_uid(vid, vol.meta)
             found.extend(Detection(uid, (x, y, z), p) for x, y, z, p in rows)
             print(f"[{n}/{len(ids)}] {vid}: {len(rows)} detection(s)")

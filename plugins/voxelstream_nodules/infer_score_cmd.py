@@ -17,9 +17,10 @@ open_store = lazy_callable("voxelstream.store:open_store")
 use_scheduler = lazy_callable("voxelstream.scheduler:use_scheduler")
 infer_store = lazy_callable("voxelstream_nodules.inference:infer_store")
 
-__all__ = ["INFER", "SCORE", "read_points_table"]
+__all__ = ["INFER", "SCORE", "read_points_table", "add_stitch_option", "DEFAULT_STITCH"]
 
 POINT_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ")
+DEFAULT_STITCH = 1  # a 2-voxel grid for the 2-block network: see benchmarks/RESULTS.md (shift-and-stitch)
 
 
 # -- infer ---------------------------------------------------------------------------------------
@@ -32,22 +33,32 @@ def _add_infer_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, metavar="MODEL_DIR", help="a model directory written by 'voxelstream nodules train'")
     p.add_argument("--name", default=ISO_OUTPUT, help=f"which stored output to read (default: {ISO_OUTPUT})")
     p.add_argument("--out-name", default=PROB_OUTPUT, help=f"the output to write (default: {PROB_OUTPUT})")
-    p.add_argument("--tile", type=int, default=DEFAULT_TILE, metavar="T",
-                   help=f"output grid points per tile edge, also the Zarr chunk edge (default {DEFAULT_TILE}); "
-                        "larger tiles waste less work on halos but need more memory")
+    p.add_argument("--tile", type=int, default=None, metavar="T",
+                   help=f"output grid points per tile edge, also the Zarr chunk edge (default {DEFAULT_TILE} "
+                        "times 2^STITCH); larger tiles waste less work on halos but need more memory")
+    add_stitch_option(p)
     p.add_argument("--force", action="store_true", help="recompute maps that are already complete")
     p.add_argument("--gpu-resource", action="store_true",
                    help="annotate the inference tasks with the dask.distributed resource GPU=1, so that with "
                         "--scheduler tcp://... only workers started with '--resources GPU=1' run them")
 
 
+def add_stitch_option(p: argparse.ArgumentParser) -> None:
+    """``--stitch L`` (infer and mine): shift-and-stitch levels of the dense evaluation."""
+    p.add_argument("--stitch", type=int, default=DEFAULT_STITCH, metavar="L",
+                   help="shift-and-stitch the last L poolings of the network: a probability every "
+                        "stride/2^L voxels instead of every stride (the network's stride, 4 for 2 blocks), "
+                        "so small nodules fall near a grid point; costs more per level "
+                        f"(default {DEFAULT_STITCH}; 0 = the plain stride)")
+
+
 def _run_infer(args: argparse.Namespace) -> int:
-    if args.tile < 1:
+    if args.tile is not None and args.tile < 1:
         raise VoxelstreamError(f"--tile {args.tile}: must be at least 1")
     store = open_store(args.store)
     with use_scheduler(args.scheduler):
         report = infer_store(store, args.model, name=args.name, out_name=args.out_name, tile=args.tile,
-                             force=args.force, gpu_resource=args.gpu_resource)
+                             force=args.force, gpu_resource=args.gpu_resource, stitch=args.stitch)
     done = sum(o.status == "done" for o in report.outcomes)
     skipped = sum(o.status == "skipped" for o in report.outcomes)
     print(f"{done} map(s) written, {skipped} already done, {len(report.failed)} failed")
@@ -60,7 +71,8 @@ INFER = CommandSpec(
     description=(
         "Evaluate the classifier of --model over every volume of --store with a complete --name\n"
         "output (default iso) as a fully convolutional network: one window centred every\n"
-        "stride voxels (the network's output stride), covering the whole scan, the window\n"
+        "stride/2^STITCH voxels (the network's output stride, made finer by shift-and-stitch:\n"
+        "--stitch L evaluates the last L poolings at all their phases), covering the whole scan, the window\n"
         "minimum past its border, exactly the cubes 'voxelstream nodules cubes' cuts. Tiles of\n"
         "--tile^3 output points are read from Zarr with their receptive-field halo, evaluated\n"
         "by one jit-compiled function (on the GPU when jax has one) and written chunk by chunk\n"

@@ -48,6 +48,7 @@ from .outputs import ISO_OUTPUT, PROB_OUTPUT
 __all__ = [
     "DEFAULT_TILE", "DEFAULT_CONCURRENT_TILES", "tiles_at_once", "Evaluator", "evaluator", "weights_digest", "DenseGrid",
     "dense_grid", "grid_volume_affine", "read_window", "dense_probabilities", "infer_params", "infer_store",
+    "default_tile",
 ]
 
 DEFAULT_TILE = 24  # output grid points per tile edge: a 140^3 input window for R=48, s=4
@@ -85,37 +86,54 @@ def weights_digest(model_dir: str | Path) -> str:
 @dataclass(frozen=True)
 class Evaluator:
     """A loaded eval-mode classifier: ``probabilities(x)`` maps ``(B, D, H, W)`` float32
-    windows to ``sigmoid(logits)`` of shape ``(B, D', H', W')`` on jax's default device."""
+    windows to ``sigmoid(logits)`` of shape ``(B, D', H', W')`` on jax's default device, one
+    output every ``stride`` input voxels (the network's stride over ``2 ** stitch``, see
+    :mod:`.stitch`); ``input_edge(T)`` is the window edge that gives ``T`` outputs per axis."""
 
     receptive_field: int
     stride: int
     probabilities: Callable[[np.ndarray], np.ndarray]
+    input_edge: Callable[[int], int] | None = None
+    stitch: int = 0
+
+    def window_edge(self, points: int) -> int:
+        """Input voxels per axis behind ``points`` outputs."""
+        if self.input_edge is not None:
+            return self.input_edge(points)
+        return (points - 1) * self.stride + self.receptive_field
 
 
-_EVALUATORS: dict[tuple[str, str], Evaluator] = {}
+_EVALUATORS: dict[tuple[str, str, int], Evaluator] = {}
 _EVALUATORS_LOCK = threading.Lock()
 
 
-def evaluator(model_dir: str | Path, digest: str | None = None) -> Evaluator:
-    """The :class:`Evaluator` of ``model_dir``, built once per process and weights digest
-    (dask tasks call this: jax objects never travel through the graph)."""
-    key = (str(Path(model_dir).resolve()), digest or weights_digest(model_dir))
+def evaluator(model_dir: str | Path, digest: str | None = None, stitch: int = 0) -> Evaluator:
+    """The :class:`Evaluator` of ``model_dir`` with ``stitch`` shift-and-stitch levels, built
+    once per process, weights digest and level (dask tasks call this: jax objects never
+    travel through the graph)."""
+    key = (str(Path(model_dir).resolve()), digest or weights_digest(model_dir), int(stitch))
     with _EVALUATORS_LOCK:
         if key not in _EVALUATORS:
-            _EVALUATORS[key] = _build_evaluator(key[0])
+            _EVALUATORS[key] = _build_evaluator(key[0], key[2])
         return _EVALUATORS[key]
 
 
-def _build_evaluator(model_dir: str) -> Evaluator:
+def _build_evaluator(model_dir: str, stitch: int) -> Evaluator:
     import jax
     from flax import nnx
 
+    from .stitch import dense_logits, grid_stride, stitched_input_edge
+
     model = load_model(model_dir)  # in eval mode: running statistics, no dropout
+    try:
+        stride = grid_stride(model, stitch)
+    except ValueError as exc:
+        raise VoxelstreamError(f"{model_dir}: {exc}") from None
     graphdef, state = nnx.split(model)
 
     @jax.jit
     def probs(state: Any, x: jax.Array) -> jax.Array:
-        return jax.nn.sigmoid(nnx.merge(graphdef, state)(x))
+        return jax.nn.sigmoid(dense_logits(nnx.merge(graphdef, state), x, stitch))
 
     limit = threading.Semaphore(tiles_at_once())
 
@@ -123,7 +141,8 @@ def _build_evaluator(model_dir: str) -> Evaluator:
         with limit:
             return np.asarray(probs(state, np.asarray(x, dtype=np.float32)))
 
-    return Evaluator(int(model.receptive_field), int(model.stride), run)
+    edge = functools.partial(stitched_input_edge, model, levels=stitch)
+    return Evaluator(int(model.receptive_field), stride, run, edge, int(stitch))
 
 
 # -- the grid -------------------------------------------------------------------------------------
@@ -184,26 +203,36 @@ def read_window(reader: Any, start: Sequence[int], edge: int, pad_value: float) 
 
 
 def _tile(reader: Any, model_dir: str, digest: str, grid: DenseGrid, tile: int,
-          pad_value: float, block_id: tuple[int, int, int, int] | None = None) -> np.ndarray:
+          pad_value: float, stitch: int = 0, block_id: tuple[int, int, int, int] | None = None) -> np.ndarray:
     assert block_id is not None
     g0 = [b * tile for b in block_id[1:]]  # block_id[0]: the single channel
-    window = read_window(reader, grid.window_start(g0), grid.window_edge(tile), pad_value)
-    probs = evaluator(model_dir, digest).probabilities(window[None])[0]
+    ev = evaluator(model_dir, digest, stitch)
+    window = read_window(reader, grid.window_start(g0), ev.window_edge(tile), pad_value)
+    probs = ev.probabilities(window[None])[0]
     keep = tuple(slice(0, min(tile, n - a)) for a, n in zip(g0, grid.shape))
     return probs[keep][None]
 
 
+def default_tile(stitch: int) -> int:
+    """Output points per tile edge: :data:`DEFAULT_TILE` at the network's stride, ``2 **
+    stitch`` times more on a stitched grid (so a tile's input window stays about as large)."""
+    return DEFAULT_TILE * 2 ** int(stitch)
+
+
 def dense_probabilities(store: Store, volume_id: str, model_dir: str | Path, *, name: str = ISO_OUTPUT,
-                        tile: int = DEFAULT_TILE, gpu_resource: bool = False) -> Volume:
+                        tile: int | None = None, gpu_resource: bool = False, stitch: int = 0) -> Volume:
     """The lazy probability map ``(1, Z', Y', X')`` of ``volume_id``'s ``name`` output
-    (float32, one dask chunk per ``tile^3`` output tile). With ``gpu_resource`` the tasks carry
-    the dask.distributed resource annotation ``{"GPU": 1}``: on a dask.distributed cluster only
-    workers started with ``--resources GPU=1`` run them (other schedulers ignore annotations)."""
+    (float32, one dask chunk per ``tile^3`` output tile, :func:`default_tile` when None) on
+    the grid of stride ``network stride / 2 ** stitch`` (shift-and-stitch, :mod:`.stitch`).
+    With ``gpu_resource`` the tasks carry the dask.distributed resource annotation ``{"GPU":
+    1}``: on a dask.distributed cluster only workers started with ``--resources GPU=1`` run
+    them (other schedulers ignore annotations)."""
+    tile = default_tile(stitch) if tile is None else int(tile)
     if tile < 1:
         raise ValueError(f"tile must be at least 1 output voxel, got {tile}")
     model_dir = str(Path(model_dir).resolve())
     digest = weights_digest(model_dir)
-    ev = evaluator(model_dir, digest)
+    ev = evaluator(model_dir, digest, stitch)
     src = store.open(volume_id, name)
     if src.spatial_ndim != 3 or src.channels != 1:
         raise ValueError(f"{volume_id}/{name}: expected a single-channel 3-D volume, got shape {src.shape}")
@@ -213,26 +242,29 @@ def dense_probabilities(store: Store, volume_id: str, model_dir: str | Path, *, 
     ctx = dask.annotate(resources={"GPU": 1}) if gpu_resource else contextlib.nullcontext()
     with ctx:
         data = da.map_blocks(
-            _tile, reader, model_dir, digest, grid, int(tile), window_range(src)[0],
+            _tile, reader, model_dir, digest, grid, int(tile), window_range(src)[0], int(stitch),
             chunks=chunks, dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32),
-            name=f"infer-{volume_id}-{reader.token}-{digest[:12]}-{tile}",
+            name=f"infer-{volume_id}-{reader.token}-{digest[:12]}-{tile}-{stitch}",
         )
     meta = dict(src.meta, units="probability")
     entry = {"stage": "infer", "model_dir": model_dir, "weights_sha256": digest, "input": name,
-             "stride": grid.stride, "offset_zyx": list(grid.offset), "receptive_field": grid.receptive_field}
+             "stride": grid.stride, "stitch": int(stitch), "offset_zyx": list(grid.offset),
+             "receptive_field": grid.receptive_field}
     return src.with_history(entry, data=data, affine=grid_volume_affine(src.affine, grid), meta=meta)
 
 
-def infer_params(model_dir: str | Path, *, name: str, tile: int) -> dict[str, Any]:
+def infer_params(model_dir: str | Path, *, name: str, tile: int, stitch: int = 0) -> dict[str, Any]:
     """What makes two ``infer`` outputs the same: the model (directory and weights digest),
-    the input output name and the tile size."""
+    the input output name, the tile size and the shift-and-stitch levels."""
     return {"model_dir": str(Path(model_dir).resolve()), "weights_sha256": weights_digest(model_dir),
-            "input": name, "tile": int(tile)}
+            "input": name, "tile": int(tile), "stitch": int(stitch)}
 
 
-def _prob_volume(store: Store, model_dir: str, name: str, tile: int, gpu_resource: bool, volume_id: str) -> Volume:
+def _prob_volume(store: Store, model_dir: str, name: str, tile: int, gpu_resource: bool, stitch: int,
+                 volume_id: str) -> Volume:
     # module level: the runner may send it to a dask.distributed worker
-    return dense_probabilities(store, volume_id, model_dir, name=name, tile=tile, gpu_resource=gpu_resource)
+    return dense_probabilities(store, volume_id, model_dir, name=name, tile=tile, gpu_resource=gpu_resource,
+                               stitch=stitch)
 
 
 def _describe(prob: Volume) -> str:
@@ -240,18 +272,23 @@ def _describe(prob: Volume) -> str:
 
 
 def infer_store(store: Store, model_dir: str | Path, *, name: str = ISO_OUTPUT, out_name: str = PROB_OUTPUT,
-                tile: int = DEFAULT_TILE, force: bool = False, gpu_resource: bool = False,
+                tile: int | None = None, force: bool = False, gpu_resource: bool = False, stitch: int = 0,
                 out: TextIO | None = None, err: TextIO | None = None) -> BatchReport:
     """Write the probability map of every CT volume with a complete ``name`` output to
     ``out_name``, one Zarr chunk per tile, through the engine's per-volume runner. Maps
     complete with the same :func:`infer_params`, made from the same input (its completion
     token), are skipped (``force`` redoes them); a failing volume, or one whose ``name`` output
     is missing or incomplete, is reported on ``err`` and the others go on. With
-    ``gpu_resource`` each volume's task asks dask.distributed for ``{"GPU": 1}``."""
+    ``gpu_resource`` each volume's task asks dask.distributed for ``{"GPU": 1}``. ``stitch``
+    levels of shift-and-stitch refine the grid ``2 ** stitch`` times per axis (:mod:`.stitch`);
+    ``tile`` defaults to :func:`default_tile`."""
     from voxelstream.runner import run_per_volume, stored_jobs
 
-    params = infer_params(model_dir, name=name, tile=tile)
-    build = functools.partial(_prob_volume, store, str(Path(model_dir).resolve()), name, int(tile), gpu_resource)
+    tile = default_tile(stitch) if tile is None else int(tile)
+    evaluator(model_dir, None, stitch)  # a level the network cannot stitch is one error here, not one per volume
+    params = infer_params(model_dir, name=name, tile=tile, stitch=stitch)
+    build = functools.partial(_prob_volume, store, str(Path(model_dir).resolve()), name, tile, gpu_resource,
+                              int(stitch))
     jobs = stored_jobs(store, name, build, accepts={"modality": "CT", "spatial_ndim": 3, "units": "mm"})
     if not jobs:
         raise VoxelstreamError(f"{store.path}: the store holds no volume; run 'voxelstream ct preprocess' first")

@@ -7,6 +7,8 @@ import argparse
 from voxelstream import CommandSpec, add_common_options, lazy_callable
 
 from .annotations import read_annotations
+from .infer_score_cmd import add_stitch_option
+from .options import add_mask_option
 from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
@@ -34,6 +36,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-distance-mm", type=float, default=DEFAULT_MIN_DISTANCE_MM,
                    help=f"local-maximum suppression distance (default {DEFAULT_MIN_DISTANCE_MM:g})")
     p.add_argument("--name", default=ISO_OUTPUT, help=f"the preprocessed output cubes are cut from (default {ISO_OUTPUT})")
+    add_stitch_option(p)
+    p.add_argument("--validation", action="store_true",
+                   help="also mine the model's validation series: their hard negatives stay on the validation "
+                        "side (the split is by series), so the fine-tune's early stopping sees them")
+    add_mask_option(p, "mine", "everywhere")
     p.add_argument("--prob-name", default=PROB_OUTPUT, help=f"the probability-map output (default {PROB_OUTPUT}; computed where missing)")
 
 
@@ -44,11 +51,13 @@ def _run(args: argparse.Namespace) -> int:
     annotations = read_annotations(args.annotations)
     excluded = read_annotations(args.excluded) if args.excluded else []
     with use_scheduler(args.scheduler):
-        infer_report = infer_store(store, args.model, name=args.name, out_name=args.prob_name)
+        infer_report = infer_store(store, args.model, name=args.name, out_name=args.prob_name,
+                                   stitch=args.stitch)
         report = mine_hard_negatives(
             store, args.model, annotations, args.cubes, per_volume=args.per_volume, threshold=args.threshold,
             margin_mm=args.margin_mm, min_distance_mm=args.min_distance_mm, excluded=excluded,
-            name=args.name, prob_name=args.prob_name,
+            name=args.name, prob_name=args.prob_name, mask=args.mask,
+            validation=args.validation,
         )
     print(f"{report.total} hard negatives appended to {args.cubes} from {len(report.appended)} training volumes; "
           f"fine-tune with: voxelstream nodules train --cubes {args.cubes} --init {args.model} --out NEW_MODEL_DIR")
@@ -62,7 +71,7 @@ MINE = CommandSpec(
         "For each training volume of --model (its split.json), find local maxima of the probability\n"
         "map (running 'infer' where it is missing) that lie farther than radius + --margin-mm from\n"
         "every annotation (and --excluded finding), and append the --per-volume most confident as\n"
-        "cubes of kind hard_negative to --cubes. Validation volumes are never mined. Then\n"
+        "cubes of kind hard_negative to --cubes. Validation volumes are mined only with --validation. Then\n"
         "fine-tune: voxelstream nodules train --cubes CUBES --init MODEL_DIR --out NEW_MODEL_DIR."
     ),
     add_arguments=_arguments,

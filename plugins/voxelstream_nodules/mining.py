@@ -1,7 +1,7 @@
 """Hard-negative mining: the classifier's confident mistakes become training cubes.
 
-For each training volume (``MODEL_DIR/split.json``'s ``train`` series; validation series are
-never mined, so the validation set stays untouched) the probability map is searched for
+For each training volume (``MODEL_DIR/split.json``'s ``train`` series; validation series
+only when asked, and their cubes stay on the validation side) the probability map is searched for
 local maxima (:func:`~.detection.detect_volume`); maxima farther than ``radius + margin``
 from every annotated nodule (and excluded finding) are false positives. The ``per_volume``
 most confident of them are cut exactly like every other cube (centre voxel
@@ -30,6 +30,7 @@ from .cubes import window_range
 from .cubeset import CubeRecord, CubeSet
 from .detection import detect_volume
 from .extract import read_cubes
+from .masking import mask_at_world
 from .outputs import ISO_OUTPUT, PROB_OUTPUT
 from .scoring import series_volumes
 
@@ -54,11 +55,13 @@ class MiningReport:
         return sum(self.appended.values())
 
 
-def training_series(model_dir: str | Path) -> list[str]:
-    """The ``train`` series of ``MODEL_DIR/split.json`` (what the model was trained on)."""
+def training_series(model_dir: str | Path, validation: bool = False) -> list[str]:
+    """The ``train`` series of ``MODEL_DIR/split.json`` (what the model was trained on),
+    followed by its ``val`` series with ``validation``."""
     path = Path(model_dir) / "split.json"
     try:
-        return list(json.loads(path.read_text())["train"])
+        split = json.loads(path.read_text())
+        return list(split["train"]) + (list(split.get("val", [])) if validation else [])
     except FileNotFoundError:
         raise VoxelstreamError(f"{path}: missing; mine with a model directory written by 'voxelstream nodules train'") from None
     except (KeyError, json.JSONDecodeError):
@@ -105,17 +108,25 @@ def mine_hard_negatives(
     excluded: Sequence[Annotation] = (),
     name: str = ISO_OUTPUT,
     prob_name: str = PROB_OUTPUT,
+    mask: str | None = None,
+    validation: bool = False,
     out: TextIO | None = None,
 ) -> MiningReport:
     """Append up to ``per_volume`` hard negatives per training volume to ``cubes_path``.
 
     The probability maps ``prob_name`` must exist (run inference first; the ``mine`` command
-    does it where missing). Returns what was found and appended per series.
+    does it where missing). With ``mask`` (a stored mask output, e.g. the lungs grown by a
+    margin) false positives where it is 0 are not mined: no detection is reported there.
+    With ``validation`` the validation series are mined too: the split is by series, so
+    their hard negatives stay on the validation side, and the fine-tune's early stopping
+    then watches the mistakes it is meant to fix (without them its validation set holds
+    none, and it stops before it has learnt them).
+    Returns what was found and appended per series.
     """
     out = out or sys.stdout
     cubes = CubeSet.open(cubes_path, mode="a")
     volumes = series_volumes(store, name)
-    train = training_series(model_dir)
+    train = training_series(model_dir, validation)
     findings = by_series([*annotations, *excluded])
     seen = _already_mined(cubes)
     report = MiningReport()
@@ -128,6 +139,8 @@ def mine_hard_negatives(
             raise VoxelstreamError(f"{store.path}: volume {vid!r} has no complete {prob_name!r} map; run 'voxelstream nodules infer' first")
         dets = detect_volume(store.open(vid, prob_name), threshold, min_distance_mm)
         fps = false_positives(dets, findings.get(uid, []), margin_mm)
+        if mask is not None and fps:
+            fps = [f for f, ok in zip(fps, mask_at_world(store, vid, mask, [f[:3] for f in fps])) if ok]
         if uid in seen:
             fps = [f for f in fps if np.all(np.linalg.norm(seen[uid] - np.asarray(f[:3]), axis=1) >= min_distance_mm)]
         chosen = fps[:per_volume]

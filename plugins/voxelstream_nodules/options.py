@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from voxelstream.errors import VoxelstreamError
 
-__all__ = ["TrainOptions", "TrainError", "MODEL_NAME"]
+__all__ = ["TrainOptions", "TrainError", "MODEL_NAME", "add_mask_option"]
 
 MODEL_NAME = "nodule-vgg3d"  # the registered model (here so registration needs no JAX)
 
@@ -24,6 +25,16 @@ class TrainOptions:
     patience: int = 5
     channels: tuple[int, ...] = (8, 16)
     init: str | None = None
+    flips: bool = False
+    cosine: bool = False
+    label_smoothing: float = 0.0
+
+
+def add_mask_option(p: Any, what: str, default: str) -> None:
+    """``--mask NAME`` of cubes, mine and detect: ``what`` says what the mask restricts."""
+    p.add_argument("--mask", metavar="NAME",
+                   help=f"{what} only where this stored mask output is nonzero, e.g. 'lung' from 'voxelstream ct "
+                        f"preprocess --lung-mask --lung-margin 10' (default: {default})")
 
 
 class TrainError(VoxelstreamError):

@@ -33,10 +33,11 @@ from voxelstream.prefetch import prefetch
 from voxelstream.training import plot_training_curves
 
 from .cubeset import CubeRecord, CubeSet
+from .sampling import centred_flip
 from .options import TrainError, TrainOptions
 from .model import MODEL_NAME, NetConfig, NoduleNet, build
 
-__all__ = ["TrainOptions", "split_by_series", "roc_auc", "train", "weighted_bce"]
+__all__ = ["TrainOptions", "split_by_series", "roc_auc", "train", "weighted_bce", "random_orientations"]
 
 
 def split_by_series(records: Sequence[CubeRecord], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -67,16 +68,35 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
-def weighted_bce(logits: jax.Array, labels: jax.Array, pos_weight: float | jax.Array) -> jax.Array:
-    """Mean binary cross-entropy with positives weighted by ``pos_weight``."""
+def random_orientations(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Each cube of ``x`` (B, D, H, W) flipped along a random subset of its axes and, at
+    random, with its axial (H, W) plane transposed, both about the centre voxel
+    (:func:`.sampling.centred_flip`): a nodule is a nodule in any of these 16 orientations,
+    and the few positives of a cube set show up differently every epoch."""
+    flips = rng.integers(0, 2, size=(len(x), 3)).astype(bool)
+    turn = rng.integers(0, 2, size=len(x)).astype(bool) & (x.shape[2] == x.shape[3])
+    out = np.empty_like(x)
+    for i, cube in enumerate(x):
+        axes = tuple(int(a) for a in np.flatnonzero(flips[i]))
+        c = centred_flip(cube, axes)
+        out[i] = c.transpose(0, 2, 1) if turn[i] else c
+    return out
+
+
+def weighted_bce(logits: jax.Array, labels: jax.Array, pos_weight: float | jax.Array,
+                 smoothing: float | jax.Array = 0.0) -> jax.Array:
+    """Mean binary cross-entropy with positives weighted by ``pos_weight``, against targets
+    ``labels * (1 - smoothing) + smoothing / 2`` (label smoothing)."""
     w = jnp.where(labels > 0, pos_weight, 1.0)
-    return jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, labels)) / jnp.sum(w)
+    targets = labels * (1.0 - smoothing) + smoothing / 2
+    return jnp.sum(w * optax.sigmoid_binary_cross_entropy(logits, targets)) / jnp.sum(w)
 
 
 @nnx.jit
-def _train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, pos_weight: jax.Array):
+def _train_step(model: nnx.Module, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array, pos_weight: jax.Array,
+                smoothing: jax.Array):
     def loss_fn(m):
-        return weighted_bce(m(x).reshape(x.shape[0]), y, pos_weight)
+        return weighted_bce(m(x).reshape(x.shape[0]), y, pos_weight, smoothing)
 
     loss, grads = nnx.value_and_grad(loss_fn)(model)
     optimizer.update(model, grads)
@@ -88,7 +108,8 @@ def _logits(model: nnx.Module, x: jax.Array) -> jax.Array:
     return model(x).reshape(x.shape[0])
 
 
-def _evaluate(model: NoduleNet, cubes: CubeSet, idx: np.ndarray, batch_size: int, pos_weight: float) -> tuple[float, float]:
+def _evaluate(model: NoduleNet, cubes: CubeSet, idx: np.ndarray, batch_size: int, pos_weight: float,
+              smoothing: float = 0.0) -> tuple[float, float]:
     """``(loss, auc)`` over ``idx`` in eval mode; batches are padded to one shape."""
     model.eval()
     scores, labels = [], []
@@ -99,7 +120,7 @@ def _evaluate(model: NoduleNet, cubes: CubeSet, idx: np.ndarray, batch_size: int
         scores.append(np.asarray(_logits(model, jnp.asarray(x, jnp.float32)))[:n])
         labels.append(y)
     s, y = np.concatenate(scores), np.concatenate(labels).astype(np.float32)
-    loss = float(weighted_bce(jnp.asarray(s), jnp.asarray(y), pos_weight))
+    loss = float(weighted_bce(jnp.asarray(s), jnp.asarray(y), pos_weight, smoothing))
     return loss, roc_auc(y, s)
 
 
@@ -149,22 +170,25 @@ def train(cubes_path: str | Path, out: str | Path, opts: TrainOptions = TrainOpt
     (out / "split.json").write_text(json.dumps({"train": train_series, "val": val_series}, indent=2))
     pos_weight = n_neg / n_pos
     model, cfg = _initial_model(opts, shape[0])
-    optimizer = nnx.Optimizer(model, optax.adamw(opts.lr, weight_decay=opts.weight_decay), wrt=nnx.Param)
     batch = min(opts.batch_size, len(tr_idx))
+    lr = optax.cosine_decay_schedule(opts.lr, opts.epochs * (len(tr_idx) // batch)) if opts.cosine else opts.lr
+    optimizer = nnx.Optimizer(model, optax.adamw(lr, weight_decay=opts.weight_decay), wrt=nnx.Param)
     log(f"train: {len(train_series)} series, {len(tr_idx)} cubes ({n_pos} positive); "
         f"validation: {len(val_series)} series, {len(va_idx)} cubes; positive weight {pos_weight:.2f}")
     metrics: list[dict[str, Any]] = []
     best, waited = float("inf"), 0
-    pw = jnp.float32(pos_weight)
+    pw, ls = jnp.float32(pos_weight), jnp.float32(opts.label_smoothing)
     for epoch in range(1, opts.epochs + 1):
         t0 = time.perf_counter()
         order = np.random.default_rng([opts.seed, epoch]).permutation(tr_idx)
         order = order[: len(order) // batch * batch]  # one batch shape; the shuffle varies the rest
         model.train()
-        losses = [float(_train_step(model, optimizer, jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.float32), pw))
+        flip_rng = np.random.default_rng([opts.seed, epoch, 2])
+        losses = [float(_train_step(model, optimizer, jnp.asarray(random_orientations(x, flip_rng) if opts.flips else x,
+                                                                  jnp.float32), jnp.asarray(y, jnp.float32), pw, ls))
                   for x, y in prefetch(cubes.batches(order, batch))]
         seconds = time.perf_counter() - t0
-        val_loss, auc = _evaluate(model, cubes, va_idx, batch, pos_weight)
+        val_loss, auc = _evaluate(model, cubes, va_idx, batch, pos_weight, opts.label_smoothing)
         val_auc = None if np.isnan(auc) else auc  # None: the validation side has one class only
         m = {"epoch": epoch, "train_loss": float(np.mean(losses)), "val_loss": val_loss, "val_auc": val_auc,
              "seconds": round(seconds, 3), "train_cubes_per_s": round(len(order) / seconds, 2)}
