@@ -133,6 +133,18 @@ assert dask.config.get("scheduler", None) is None and not any(type(f).__name__ =
 print("ok")
 """
 
+_NESTED = """
+import sys
+from voxelstream.scheduler import use_scheduler
+with use_scheduler("threads"):
+    with use_scheduler("sync"):
+        import dask, dask.local, dask.threaded
+        assert dask.config.get("scheduler") is dask.local.get_sync  # the inner block's
+    assert dask.config.get("scheduler") is dask.threaded.get  # the outer block's, set on import too
+assert dask.config.get("scheduler", None) is None and not any(type(f).__name__ == "_AfterImport" for f in sys.meta_path)
+print("ok")
+"""
+
 
 def test_local_scheduler_is_set_when_dask_is_imported_later():
     """use_scheduler does not import dask (a command writing only direct volumes never needs
@@ -140,5 +152,6 @@ def test_local_scheduler_is_set_when_dask_is_imported_later():
     import subprocess
     import sys
 
-    out = subprocess.run([sys.executable, "-c", _DEFERRED], capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+    for code in (_DEFERRED, _NESTED):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr

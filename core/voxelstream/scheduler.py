@@ -129,6 +129,9 @@ class _AfterImport(importlib.abc.MetaPathFinder):
                 loader.exec_module(module)
                 then(module)
 
+            def __getattr__(self, name: str) -> Any:  # resource readers, get_source...: the real loader's
+                return getattr(loader, name)
+
         spec.loader = _Loader()
         return spec
 
@@ -139,7 +142,18 @@ class _AfterImport(importlib.abc.MetaPathFinder):
             pass
 
 
-_HOOK_LOCK = threading.Lock()
+_HOOK_LOCK = threading.RLock()
+#: The settings of the open use_scheduler blocks that wait for dask, outermost first.
+_PENDING: list[Callable[[], None]] = []
+_HOOK: list[_AfterImport] = []
+
+
+def _on_dask_import(_module: Any) -> None:
+    with _HOOK_LOCK:
+        _HOOK.clear()
+        for apply in list(_PENDING):  # outermost first: the innermost block's setting wins
+            apply()
+        _PENDING.clear()
 
 
 @contextlib.contextmanager
@@ -148,24 +162,26 @@ def _dask_config_when_imported(**values: Callable[[], Any]) -> Iterator[None]:
     otherwise as soon as something imports it (values are made then)."""
     applied: list[Any] = []
 
-    def apply(_module: Any = None) -> None:
+    def apply() -> None:
         import dask.config
 
         applied.append(dask.config.set({k: make() for k, make in values.items()}))
 
     with _HOOK_LOCK:
-        hook = None
         if "dask" in sys.modules:
             apply()
         else:
-            hook = _AfterImport("dask", apply)
-            sys.meta_path.insert(0, hook)
+            _PENDING.append(apply)
+            if not _HOOK:
+                _HOOK.append(_AfterImport("dask", _on_dask_import))
+                sys.meta_path.insert(0, _HOOK[0])
     try:
         yield
     finally:
         with _HOOK_LOCK:
-            if hook is not None:
-                hook.remove()
+            if apply in _PENDING:
+                _PENDING.remove(apply)
+            if not _PENDING and _HOOK:
+                _HOOK.pop().remove()
             for cfg in reversed(applied):
                 cfg.__exit__(None, None, None)
-
