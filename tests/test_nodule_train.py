@@ -145,3 +145,13 @@ def test_label_smoothing_is_cross_entropy_against_softened_targets():
     # the smoothed loss is smallest at a finite logit: p = 1 - a/2 for a positive
     best = float(weighted_bce(jnp.asarray([np.log((1 - a / 2) / (a / 2))]), jnp.asarray([1.0]), 1.0, a))
     assert best < float(weighted_bce(jnp.asarray([20.0]), jnp.asarray([1.0]), 1.0, a))
+
+
+def test_cosine_learning_rate_decays_to_zero_over_the_epochs():
+    from voxelstream_nodules.options import TrainOptions
+    from voxelstream_nodules.train import learning_rate
+
+    assert learning_rate(TrainOptions(lr=0.01), 7) == 0.01
+    sched = learning_rate(TrainOptions(lr=0.01, epochs=4, cosine=True), 5)  # 20 steps
+    for step in (0, 5, 10, 15, 20):
+        assert float(sched(step)) == pytest.approx(0.01 * 0.5 * (1 + np.cos(np.pi * step / 20)), abs=1e-9)

@@ -37,7 +37,8 @@ from .sampling import centred_flip
 from .options import TrainError, TrainOptions
 from .model import MODEL_NAME, NetConfig, NoduleNet, build
 
-__all__ = ["TrainOptions", "split_by_series", "roc_auc", "train", "weighted_bce", "random_orientations"]
+__all__ = ["TrainOptions", "split_by_series", "roc_auc", "train", "weighted_bce", "random_orientations",
+           "learning_rate"]
 
 
 def split_by_series(records: Sequence[CubeRecord], val_fraction: float, seed: int) -> tuple[list[str], list[str]]:
@@ -66,6 +67,13 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
         return float("nan")
     ranks = rankdata(np.asarray(scores, dtype=np.float64))
     return float((ranks[labels].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def learning_rate(opts: TrainOptions, steps_per_epoch: int) -> float | optax.Schedule:
+    """``opts.lr``, or with ``opts.cosine`` its cosine decay to 0 over ``opts.epochs`` epochs."""
+    if opts.cosine:
+        return optax.cosine_decay_schedule(opts.lr, max(1, opts.epochs * steps_per_epoch))
+    return opts.lr
 
 
 def random_orientations(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -171,8 +179,8 @@ def train(cubes_path: str | Path, out: str | Path, opts: TrainOptions = TrainOpt
     pos_weight = n_neg / n_pos
     model, cfg = _initial_model(opts, shape[0])
     batch = min(opts.batch_size, len(tr_idx))
-    lr = optax.cosine_decay_schedule(opts.lr, opts.epochs * (len(tr_idx) // batch)) if opts.cosine else opts.lr
-    optimizer = nnx.Optimizer(model, optax.adamw(lr, weight_decay=opts.weight_decay), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, optax.adamw(learning_rate(opts, len(tr_idx) // batch),
+                                                 weight_decay=opts.weight_decay), wrt=nnx.Param)
     log(f"train: {len(train_series)} series, {len(tr_idx)} cubes ({n_pos} positive); "
         f"validation: {len(val_series)} series, {len(va_idx)} cubes; positive weight {pos_weight:.2f}")
     metrics: list[dict[str, Any]] = []
