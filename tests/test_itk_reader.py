@@ -418,6 +418,43 @@ def test_less_plain_metaimage_headers_go_to_simpleitk(tmp_path):
         assert plain_info(str(tmp_path / "a.mhd")) is None, extra
 
 
+@pytest.mark.parametrize("lines", [
+    "Offset: 5 6 7\n",  # MetaIO also takes ':'
+    "offset = 1 2 3\n",  # MetaIO's keys are case-sensitive: SimpleITK ignores this line
+    "elementspacing = 2 3 4\nElementSpacing = 1 1 1\n",
+    "Offset = \n",  # SimpleITK refuses an empty value
+    "Offset = 1 2 3 4\n",  # SimpleITK takes the first three; our header gate refuses it (allowed)
+    "BinaryData = False\n",  # ASCII voxels: SimpleITK refuses our binary file
+    "BinaryData = no\n",
+    "HeaderSize = 0\nheadersize = 16\n",
+    "Offset = 1 2 3\n",  # plain: read by us, must agree
+])
+def test_unusual_metaimage_headers_read_as_simpleitk_reads_them(tmp_path, lines):
+    """Whatever path a header takes, the geometry and voxels are SimpleITK's, or the file is
+    refused with an error (always where SimpleITK refuses it); never a different image."""
+    arr = RNG.integers(-2000, 2000, size=(4, 5, 6)).astype("<i2")
+    arr.tofile(tmp_path / "a.raw")
+    path = tmp_path / "a.mhd"
+    path.write_text("ObjectType = Image\nNDims = 3\n" + lines + "DimSize = 6 5 4\nElementType = MET_SHORT\n"
+                    "ElementDataFile = a.raw\n")
+    try:
+        want = sitk.ReadImage(str(path))
+    except RuntimeError:
+        want = None
+    if want is None:
+        with pytest.raises(voxelstream.VoxelstreamError):
+            np.asarray(voxelstream.read(path).data)
+        return
+    try:
+        vol = voxelstream.read(path)
+    except voxelstream.VoxelstreamError:
+        assert "1 2 3 4" in lines, "only the over-long Offset may be refused where SimpleITK reads the file"
+        return
+    np.testing.assert_array_equal(np.asarray(vol.data)[0], sitk.GetArrayFromImage(want))
+    assert tuple(vol.spacing[::-1]) == want.GetSpacing()
+    np.testing.assert_allclose(vol.index_to_world(np.zeros((1, 3)))[0], want.GetOrigin())
+
+
 # -- the direct path: regions read straight from the file, written without a dask graph ------------
 
 

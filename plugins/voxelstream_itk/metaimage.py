@@ -26,7 +26,7 @@ from .header import ImageInfo
 from .rawdata import RawLayout
 
 __all__ = ["MetaHeader", "RawLayout", "read_header", "data_file_of", "data_files_of", "check_data", "raw_layout",
-           "inside_folder"]
+           "inside_folder", "is_plain_text"]
 
 _MAX_HEADER_LINES = 1000
 # Unambiguous sizes only: MET_LONG/MET_ULONG follow the writer's C ``long`` and are left to
@@ -81,6 +81,42 @@ def read_header(path: str | Path) -> MetaHeader:
     raise ImageFileError(
         str(path), "not a MetaImage header: it has no ElementDataFile line; check the file is a .mhd/.mha"
     )
+
+
+#: The keys the direct paths understand, spelt as MetaIO spells them (MetaIO's keys are
+#: case-sensitive: ``offset = 1 2 3`` is ignored by SimpleITK, so it must be by us too).
+_PLAIN_KEYS = frozenset({
+    "ObjectType", "NDims", "BinaryData", "BinaryDataByteOrderMSB", "ElementByteOrderMSB", "CompressedData",
+    "CompressedDataSize", "TransformMatrix", "Rotation", "Orientation", "Offset", "Position", "Origin",
+    "CenterOfRotation", "AnatomicalOrientation", "ElementSpacing", "DimSize", "ElementType", "ElementDataFile",
+    "Modality", "HeaderSize", "ElementNumberOfChannels", "Comment", "Name",
+})
+#: Keys MetaIO refuses before ``NDims`` is known.
+_AFTER_NDIMS = frozenset({"TransformMatrix", "Rotation", "Orientation", "Offset", "Position", "Origin",
+                          "CenterOfRotation", "ElementSpacing", "DimSize"})
+
+
+def is_plain_text(header: MetaHeader) -> bool:
+    """Whether the header is written so plainly that reading it ourselves cannot disagree
+    with SimpleITK: every line ``Key = value`` with a non-empty value and a known key spelt
+    exactly as MetaIO spells it, each key once, ``NDims`` before the geometry, binary data.
+    Anything else (``Offset: 1 2 3``, ``offset = ...``, ``BinaryData = False``, an empty
+    value) is left to SimpleITK, which reads it, or refuses it with its own message."""
+    with open(header.path, "rb") as f:
+        text = f.read(header.header_end).decode("latin-1")
+    seen: set[str] = set()
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        key, value = key.strip(), value.strip()
+        if not sep or not value or key not in _PLAIN_KEYS or key in seen:
+            return False
+        if key in _AFTER_NDIMS and "NDims" not in seen:
+            return False
+        seen.add(key)
+    # MetaIO reads BinaryData as true when its value starts with T, t or 1 (absent: binary)
+    return header.keys.get("BinaryData", "T")[:1] in ("T", "t", "1")
 
 
 def inside_folder(header_path: str, name: str, allow_outside: bool) -> str:
@@ -172,7 +208,7 @@ def raw_layout(header: MetaHeader, info: ImageInfo, allow_outside: bool = False)
     """Where the voxels lie, when :mod:`.rawdata` can read them (one file, known element
     type, agreeing with SimpleITK's reading of the header; zlib-compressed data too);
     otherwise None."""
-    if header.get("NDims") != "3":
+    if header.get("NDims") != "3" or not is_plain_text(header):
         return None
     code = _ELEMENT_TYPES.get(header.get("ElementType").upper())
     channels = int(header.get("ElementNumberOfChannels", "1") or 1)
@@ -220,6 +256,8 @@ def plain_info(path: str) -> ImageInfo | None:
     ingest); ``None`` for anything less plain (SimpleITK reads it). The header's values were
     checked by :mod:`.gate`. tests/test_itk_reader.py compares both on varied headers."""
     h = read_header(path)
+    if not is_plain_text(h):
+        return None
     try:
         if h.get("ObjectType", "Image").lower() != "image" or int(h.get("NDims")) != 3:
             return None
