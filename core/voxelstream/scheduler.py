@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib.abc
-import importlib.machinery
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -116,7 +115,12 @@ class _AfterImport(importlib.abc.MetaPathFinder):
         if fullname != self.name:
             return None
         self.remove()
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        spec = None
+        for finder in list(sys.meta_path):  # whichever finder would have found it (editable installs, zipapps)
+            find = getattr(finder, "find_spec", None)
+            spec = find(fullname, path, target) if find is not None else None
+            if spec is not None:
+                break
         if spec is None or spec.loader is None:
             return spec
         loader, then = spec.loader, self.then
@@ -151,9 +155,11 @@ _HOOK: list[_AfterImport] = []
 def _on_dask_import(_module: Any) -> None:
     with _HOOK_LOCK:
         _HOOK.clear()
-        for apply in list(_PENDING):  # outermost first: the innermost block's setting wins
-            apply()
+        pending = list(_PENDING)
         _PENDING.clear()
+    # outside the lock: another thread may hold it while it waits for this import to finish
+    for apply in pending:  # outermost first: the innermost block's setting wins
+        apply()
 
 
 @contextlib.contextmanager
@@ -168,13 +174,14 @@ def _dask_config_when_imported(**values: Callable[[], Any]) -> Iterator[None]:
         applied.append(dask.config.set({k: make() for k, make in values.items()}))
 
     with _HOOK_LOCK:
-        if "dask" in sys.modules:
-            apply()
-        else:
+        imported = "dask" in sys.modules  # possibly still being imported by another thread
+        if not imported:
             _PENDING.append(apply)
             if not _HOOK:
                 _HOOK.append(_AfterImport("dask", _on_dask_import))
                 sys.meta_path.insert(0, _HOOK[0])
+    if imported:
+        apply()  # outside the lock: `import dask.config` waits for a half-done import of dask
     try:
         yield
     finally:
