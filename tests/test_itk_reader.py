@@ -268,6 +268,19 @@ def test_truncated_raw(tmp_path):
     assert "t.mhd" in msg and "t.raw" in msg and "truncated" in msg
 
 
+def test_raw_truncated_after_discovery_fails_its_volume_with_one_error(tmp_path):
+    """The file shrinks between opening and writing (another process re-copying it): the
+    direct write reports it as an error of that file, not a crash of the process."""
+    path = write(phantom(), tmp_path / "s.mhd")
+    vol = voxelstream.read(path)
+    assert vol.source is not None, "the direct (memory-mapped) path is the one under test"
+    raw = tmp_path / "s.raw"
+    raw.write_bytes(raw.read_bytes()[: raw.stat().st_size // 2])
+    store = voxelstream.open_store(tmp_path / "s.zarr", create=True)
+    with pytest.raises(voxelstream.VoxelstreamError, match="truncated"):
+        store.write(vol, "v", chunks=4)
+
+
 def test_truncated_compressed_mhd(tmp_path):
     path = write(phantom(), tmp_path / "z.mhd", True)
     data = tmp_path / "z.zraw"

@@ -95,7 +95,11 @@ def read_raw_region(layout: RawLayout, region: tuple[slice, ...]) -> np.ndarray:
             and np.dtype(layout.output_dtype) == stored):
         # a view of the memory-mapped file: the writer copies each chunk out of it once (no
         # intermediate copy of the block); the mapping lives as long as the view
-        mm = np.memmap(layout.data_file, dtype=stored, mode="r", offset=layout.offset, shape=layout.shape)
+        try:
+            mm = np.memmap(layout.data_file, dtype=stored, mode="r", offset=layout.offset, shape=layout.shape)
+        except (OSError, ValueError) as exc:  # shortened or removed since it was discovered
+            raise ImageFileError(layout.data_file, f"cannot read its voxels ({exc}); the file changed or is truncated: "
+                                 "re-copy it and run the command again") from None
         view = mm[z, y, x]
         return np.moveaxis(view, -1, 0)[c] if len(layout.shape) == 4 else view[None][c]
     block = read_raw_block(z.start, z.stop, y.start, y.stop, path=layout.data_file, offset=layout.offset,
