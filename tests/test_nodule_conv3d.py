@@ -1,5 +1,5 @@
 """The nodule network's 3-D convolution against XLA's own: values and both gradients, on every
-path conv3d_valid takes (W-folded, depth-sliced, kernel covering the input, XLA's own)."""
+path conv3d_valid takes on the CPU (W-folded, depth-sliced, kernel covering the input)."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _vjp(conv, x, w, g):
     ((2, 6, 7, 8, 1), 3, 12),     # 1 -> 12: not folded, depth shifts as channels, patch-matrix weight gradient
     ((2, 8, 9, 10, 12), 3, 10),   # 12 -> 10: not folded, shifted-block weight gradient
     ((3, 4, 4, 4, 5), 4, 6),      # a kernel covering the whole input (the training head): a matrix product
-    ((1, 9, 8, 10, 2), 5, 3),     # a kernel above 3^3 on a larger input: XLA's own convolution
+    ((1, 9, 8, 12, 10), 5, 9),    # a 5-wide kernel, 10 -> 9 channels: folded (the dense-inference head)
+    ((1, 9, 8, 7, 2), 5, 3),      # a 5-wide kernel on too narrow a W to fold: depth-sliced
 ])
 def test_values_and_gradients_equal_lax_conv(shape, k, cout):
     x, w, g = _case(0, shape, (k, k, k), cout)

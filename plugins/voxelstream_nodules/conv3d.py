@@ -19,7 +19,8 @@ forward pass; see benchmarks/RESULTS.md, "Training throughput"). So, on the CPU:
   3x3x2 kernel; 33 % more multiply-adds, but Eigen's convolutions and the weight-gradient
   products run far below peak with 8 output channels (the 46^3 8->8 layer: forward 0.41 vs
   0.56 CPU s at batch 32, measured);
-* a kernel that covers its whole input (the head on a training cube) is a matrix product.
+* a kernel that covers its whole input (the head on a training cube) is a matrix product;
+  wide kernels (the head on a dense-inference tile) are folded whatever their channels.
 
 On other backends (jax[cuda]) :func:`conv3d_valid` is ``lax.conv_general_dilated`` (cuDNN has
 fast 3-D convolutions and gradients); results equal it within float32 rounding (tested).
@@ -40,13 +41,6 @@ PATCH_BUDGET_BYTES = 2 << 20
 # Layers with at most this many input and output channels fold voxel pairs along W into the
 # channels (see the module docstring); 0 turns folding off.
 FOLD_MAX_CHANNELS = 8
-
-# Above this kernel edge the patch matrix (k^3 columns per channel) is no longer small. Such
-# kernels here are the head's (9^3; on a training cube a matrix product, see conv3d_valid):
-# for the large dense-inference input XLA's own 3-D convolution ran 1.5x faster than 9
-# depth-sliced 2-D convolutions (0.27 vs 0.40 s on a 24^3-output tile).
-_MAX_PATCH_KERNEL = 3
-
 
 def conv3d_reference(x: jax.Array, w: jax.Array) -> jax.Array:
     """``lax.conv_general_dilated`` itself (what :func:`conv3d_valid` must equal)."""
@@ -221,8 +215,14 @@ def conv3d_valid(x: jax.Array, w: jax.Array) -> jax.Array:
         # on the CPU (a 9^3 kernel over the output gradient padded by 8) took 0.6-1 s of a 3.7 s step
         b, cout = x.shape[0], w.shape[-1]
         return (x.reshape(b, -1) @ w.reshape(-1, cout)).reshape(b, 1, 1, 1, cout)
-    if not _use_cpu_path() or w.shape[0] > _MAX_PATCH_KERNEL:
+    if not _use_cpu_path():
         return conv3d_reference(x, w)
-    if max(x.shape[-1], w.shape[-1]) <= FOLD_MAX_CHANNELS and x.shape[3] >= 2 * w.shape[2]:
+    # folding costs 2 * ceil((kw + 1) / 2) / kw times the multiply-adds: 4/3 for a 3-wide
+    # kernel, paid back only where channels are few (8 -> 16 and 16 -> 16 layers ran 2-3x slower
+    # folded); 10/9 for the 9-wide head, whose dense-inference tile (32^3 x 16 -> 24^3 x 32) took
+    # 0.22-0.28 CPU s folded, 0.34-0.37 depth-sliced unfolded, 0.49-0.57 with XLA's own 3-D
+    # convolution (which ran on one core)
+    few_channels = max(x.shape[-1], w.shape[-1]) <= FOLD_MAX_CHANNELS
+    if (few_channels or w.shape[2] > 3) and x.shape[3] >= 2 * w.shape[2]:
         return _conv_folded(x, w)
     return _conv3d_fast_grad(x, w)
