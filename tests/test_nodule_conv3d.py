@@ -84,7 +84,7 @@ def test_gradients_are_bitwise_the_same_twice():
 def test_bfloat16_inputs_stay_bfloat16():
     # the folded kernel is built in the weights' dtype (a float32 selection matrix used to
     # promote it, and lax.conv refuses mixed dtypes)
-    x, w, g = _case(4, (2, 8, 9, 10, 4), (3, 3, 3), 6)
+    x, w, _ = _case(4, (2, 8, 9, 10, 4), (3, 3, 3), 6)
     got = jax.jit(conv3d.conv3d_valid)(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
     assert got.dtype == jnp.bfloat16
     want = conv3d.conv3d_reference(x.astype(jnp.bfloat16).astype(jnp.float32), w.astype(jnp.bfloat16).astype(jnp.float32))

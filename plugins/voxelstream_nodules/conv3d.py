@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["conv3d_valid", "conv3d_reference", "PATCH_BUDGET_BYTES", "FOLD_MAX_CHANNELS"]
+__all__ = ["FOLD_MAX_CHANNELS", "PATCH_BUDGET_BYTES", "conv3d_reference", "conv3d_valid"]
 
 # Bytes of one chunk's working set in the weight gradient: small enough for a core's L2 cache
 # (2 MiB here), large enough that the loop over chunks costs little.
@@ -41,6 +41,7 @@ PATCH_BUDGET_BYTES = 2 << 20
 # Layers with at most this many input and output channels fold voxel pairs along W into the
 # channels (see the module docstring); 0 turns folding off.
 FOLD_MAX_CHANNELS = 8
+
 
 def conv3d_reference(x: jax.Array, w: jax.Array) -> jax.Array:
     """``lax.conv_general_dilated`` itself (what :func:`conv3d_valid` must equal)."""
