@@ -140,10 +140,14 @@ def test_augmented_cubes_are_flipped_turned_shifted_positives(dataset):
     aug = [(i, r) for i, r in enumerate(recs) if r.kind == "augmented"]
     assert len(aug) == 9 and all(cs.labels()[i] == 1 for i, _ in aug)
     nodules = {(a.series_uid, a.world_xyz) for a in read_annotations(ann)}
+    diameters = [(a.series_uid, a.world_xyz, a.diameter_mm) for a in read_annotations(ann)]
     for i, r in aug:
         vol = vols[r.series_uid]
         w = np.array([r.world_x, r.world_y, r.world_z])
         assert any(uid == r.series_uid and np.all(np.abs(w - np.array(c)) <= 3.0 + 1e-6) for uid, c in nodules)
+        # and by at most a quarter of the diameter per axis: the nodule stays at the centre
+        assert any(uid == r.series_uid and np.linalg.norm(w - np.array(c)) <= np.sqrt(3) * d / 4 + 1e-6
+                   for uid, c, d in diameters)
         raw = hand_cube(np.asarray(vol.data[0]), sitk_centre_zyx(sitk_image(vol), w), EDGE, 0.0)
         cube = cs.read([i])[0]
         assert any(np.array_equal(cube, v) for v in _orientations_about_centre_voxel(raw))
