@@ -271,6 +271,49 @@ def child_checksum(kind: str, mhd: str, store_path: str, crc: str) -> dict:
     return {"s": time.perf_counter() - t0, "cpu": cpu}
 
 
+def child_crc_share(mhd: str, work: str, runs: str) -> dict:
+    """How much of a real ingest is the checksum: ``google_crc32c.value`` as the store calls
+    it, timed call by call during ``runs`` ingests in one process (after a warm-up one)."""
+    import io
+    import resource
+    import shutil
+    import threading
+
+    import google_crc32c
+
+    import voxelstream.store.direct as direct
+    from voxelstream.ingest import ingest
+    from voxelstream.store import open_store
+
+    real, lock, spent = google_crc32c.value, threading.Lock(), [0.0, 0, 0]
+
+    def timed(data):
+        t0 = time.perf_counter()
+        value = real(data)
+        dt = time.perf_counter() - t0
+        with lock:
+            spent[0] += dt
+            spent[1] += 1
+            spent[2] += len(data)
+        return value
+
+    direct.google_crc32c = type("TimedCrc", (), {"value": staticmethod(timed)})
+    shares = []
+    for i in range(int(runs) + 1):
+        path = Path(work) / "crc-share.zarr"
+        shutil.rmtree(path, ignore_errors=True)
+        store = open_store(path, create=True)
+        spent[:] = [0.0, 0, 0]
+        r0 = resource.getrusage(resource.RUSAGE_SELF)
+        assert ingest([mhd], store, chunks=64, out=io.StringIO()).exit_code == 0
+        r1 = resource.getrusage(resource.RUSAGE_SELF)
+        cpu = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+        if i:
+            shares.append((spent[0], cpu, spent[1], spent[2]))
+    return {"crc_s": [s[0] for s in shares], "cpu_s": [s[1] for s in shares], "calls": shares[0][2],
+            "mb": shares[0][3] / 1e6}
+
+
 def child_crc_micro() -> dict:
     """Per 64^3 int16 CT chunk, in one process (no scheduler): Blosc encode and decode, and
     the crc32c where the store computes it: of the bytes Blosc has just written (write path)
@@ -398,7 +441,7 @@ def child_discovery(folder: str, mode: str) -> dict:
     return {"s": time.perf_counter() - t0, "files": len(files), "series": n}
 
 
-CHILDREN = {"checksum_inproc": child_checksum_inproc, "chunkmap": child_chunkmap, "crc_micro": child_crc_micro, "inflight": child_inflight, "overhead": child_overhead, "checksum": child_checksum,
+CHILDREN = {"crc_share": child_crc_share, "checksum_inproc": child_checksum_inproc, "chunkmap": child_chunkmap, "crc_micro": child_crc_micro, "inflight": child_inflight, "overhead": child_overhead, "checksum": child_checksum,
             "discovery": child_discovery}
 
 
@@ -473,10 +516,12 @@ def bench_inflight(work: Path, runs: int) -> str:
                 res[n].append(measure("inflight", str(store), address))
     rows = [(n, med(r["run_s"] for r, _ in rs), med(c.peak_rss_gib for _, c in rs)) for n, rs in res.items()]
     speed = rows[0][1] / rows[1][1]
+    pairs = [a["run_s"] / b["run_s"] for (a, _), (b, _) in zip(res[1], res[2])]
     return ("| dask workers (1 thread each) | 150 volumes (s) | per volume (ms) | client peak RSS (GiB) |\n"
             "|---|---|---|---|\n"
             + "\n".join(f"| {n} | {t:.2f} | {t / N_SMALL * 1000:.0f} | {m:.2f} |" for n, t, m in rows)
-            + f"\n\n2 workers vs 1: **{speed:.2f}x** (target >= 1.7x). The cluster is what `--scheduler local:N` "
+            + f"\n\n2 workers vs 1: **{speed:.2f}x** (target >= 1.7x); run by run (each pair back to back): "
+              + ", ".join(f"{r:.2f}x" for r in pairs) + f" (median {med(pairs):.2f}x). The cluster is what `--scheduler local:N` "
               "starts (N single-thread workers), started by hand with `dask scheduler` / `dask worker` so that "
               "each process is its own session: this shared machine's kernel shares CPU between sessions "
               "(autogroup), so workers started inside one session would split one session's share whatever "
@@ -521,8 +566,17 @@ def bench_checksum(work: Path, runs: int) -> str:
         on, off = inproc[f"{kind}-on"], inproc[f"{kind}-off"]
         w_on, w_off = med(w for w, _ in on), med(w for w, _ in off)
         c_on, c_off = med(c for _, c in on), med(c for _, c in off)
-        rows.append(f"| {kind}, both in one process ({len(on)} alternating runs each) | {w_off:.3f} | {w_on:.3f} "
-                    f"| {100 * (w_on / w_off - 1):+.1f} % | {c_off:.3f} | {c_on:.3f} | {100 * (c_on / c_off - 1):+.1f} % |")
+        # run i of each side ran back to back: the median of those pairs' ratios follows a
+        # drifting load better than the ratio of the two medians
+        w_pair = med(a[0] / b[0] for a, b in zip(on, off))
+        c_pair = med(a[1] / b[1] for a, b in zip(on, off))
+        rows.append(f"| {kind}, both in one process ({len(on)} alternating runs each; cost = median of the pairs' "
+                    f"ratios) | {w_off:.3f} | {w_on:.3f} | {100 * (w_pair - 1):+.1f} % | {c_off:.3f} | {c_on:.3f} "
+                    f"| {100 * (c_pair - 1):+.1f} % |")
+    share, _ = measure("crc_share", str(mhd), str(work), str(max(runs, 5)))
+    crc_ms, cpu_s = med(share["crc_s"]) * 1000, med(share["cpu_s"])
+    rows.append(f"| ingest, the crc32c calls themselves ({share['calls']} chunks, {share['mb']:.0f} MB, timed call by "
+                f"call) | - | crc {crc_ms:.1f} ms of {cpu_s:.2f} s CPU | +{crc_ms / 10 / cpu_s:.1f} % | - | - | - |")
     micro = [measure("crc_micro")[0] for _ in range(runs)]
     m = {k: med(x[k] for x in micro) for k in micro[0]}
     rows.append(f"| per 64^3 int16 chunk ({m['chunk_kb']:.0f} KiB compressed, {m['ratio']:.1f}x), crc where the "
