@@ -25,7 +25,7 @@ from voxelstream.specs import ReaderSpec, Source, SourceError
 
 from .options import MODALITY
 
-__all__ = ["EXTENSIONS", "PhotoError", "PhotoInfo", "claims", "inspect_photo", "decode_photo", "open_photo",
+__all__ = ["EXTENSIONS", "PhotoError", "PhotoInfo", "claims", "inspect_photo", "decode_photo", "decode_photo_once", "open_photo",
            "discover", "READER"]
 
 EXTENSIONS = (".jpeg", ".jpg", ".png")
@@ -109,6 +109,12 @@ def decode_photo(path: str, draft: tuple[int, int] | None = None) -> np.ndarray:
 
 @functools.lru_cache(maxsize=2)
 def _decode_cached(path: str, draft: tuple[int, int] | None, size: int, mtime_ns: int) -> np.ndarray:
+    return decode_photo_once(path, draft)
+
+
+def decode_photo_once(path: str, draft: tuple[int, int] | None = None) -> np.ndarray:
+    """:func:`decode_photo` without the cache and its copy: a read-only ``(H, W, 3)`` array
+    (for a caller that decodes each photograph once)."""
     from PIL import Image
 
     try:
