@@ -235,7 +235,9 @@ def main() -> None:
     body = "\n\n".join(f"### {t}\n\n{notes}.\n\n{table}" for t, notes, table in sections)
     print(body)
     if args.append:
-        append_results("Diabetic retinopathy: preprocessing and training throughput (issue 10, item 7)",
+        title = ("Diabetic retinopathy: preprocessing and training throughput (issue 10, item 7)" if "train" in args.parts
+                 else "Diabetic retinopathy: ingest + preprocess vs a Pillow loop (issue 10, item 7)")
+        append_results(title,
                        "python benchmarks/bench_dr.py " + " ".join(sys.argv[1:]).replace("--append", "").strip(),
                        f"load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}.", body)
 
