@@ -13,8 +13,9 @@ less than ``4R`` rows (:data:`DRAFT_ROWS_PER_RADIUS`; the seed's loop used ``2R`
 fundus is still shrunk by about 1.5x or more after decoding. When the fundus then measures
 smaller than ``1.5 R`` decoded pixels, the photograph is decoded again at full size. On 12
 synthetic 4000 x 3000 photographs at R = 256 the output differs from a full-size decode by
-0.31 grey levels on average (99th percentile 4.5; 0.3 % of pixels by more than 8), against
-0.85 (p99 13) at the seed's 2R rule; ``draft=False`` decodes at full size.
+0.29 grey levels on average (99th percentile 4; 0.3 % of values by more than 8; see
+benchmarks/RESULTS.md), against 0.85 (p99 13) at the seed's 2R rule; ``draft=False``
+decodes at full size and gives the stages' values exactly.
 """
 
 from __future__ import annotations

@@ -29,7 +29,8 @@ def _note(lines: list[str]) -> None:
 
 # -- preprocess ----------------------------------------------------------------------------
 def _preprocess_arguments(p: argparse.ArgumentParser) -> None:
-    add_common_options(p, store_help="the store 'voxelstream ingest' wrote the photographs into")
+    add_common_options(p, store_help="the store 'voxelstream ingest' wrote the photographs into; with PHOTO, "
+                                     "the store the outputs go to (created if missing)")
     _preprocess_options(p, f"fundus radius of the output in pixels: (3, 2R, 2R) (default {DEFAULT_RADIUS})")
     p.add_argument("--force", action="store_true", help="redo photographs already done with the same parameters")
     p.add_argument("photos", nargs="*", metavar="PHOTO",
