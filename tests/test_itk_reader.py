@@ -439,6 +439,7 @@ def test_less_plain_metaimage_headers_go_to_simpleitk(tmp_path):
     "Offset = 1 2 3 4\n",  # SimpleITK takes the first three; our header gate refuses it (allowed)
     "BinaryData = False\n",  # ASCII voxels: SimpleITK refuses our binary file
     "BinaryData = no\n",
+    "BinaryData = \n",  # MetaIO reads it as False: SimpleITK fails inside the data read
     "HeaderSize = 0\nheadersize = 16\n",
     "Offset = 1 2 3\n",  # plain: read by us, must agree
 ])

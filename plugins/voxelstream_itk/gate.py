@@ -85,6 +85,12 @@ def _check_metaimage(path: str) -> None:
         _ints(path, "HeaderSize", h.get("HeaderSize"), 1, -1, 2**62)
     if h.get("CompressedDataSize"):
         _ints(path, "CompressedDataSize", h.get("CompressedDataSize"), 1, 0, 2**62)
+    for key in ("BinaryData", "BinaryDataByteOrderMSB", "ElementByteOrderMSB", "CompressedData"):
+        # MetaIO reads an empty or odd flag as False: BinaryData then means ASCII voxels, and
+        # SimpleITK fails later inside the data read, on stderr
+        present = [v for k, v in h.keys.items() if k.lower() == key.lower()]
+        if present and present[0].strip().lower() not in ("true", "false", "t", "f", "1", "0"):
+            raise _bad(path, key, present[0], "expected True or False")
     etype = h.get("ElementType").upper()
     if etype not in _META_TYPES:
         raise _bad(path, "ElementType", h.get("ElementType"), "expected one of " + ", ".join(sorted(_META_TYPES)))
