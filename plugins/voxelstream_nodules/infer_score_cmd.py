@@ -20,7 +20,7 @@ infer_store = lazy_callable("voxelstream_nodules.inference:infer_store")
 __all__ = ["INFER", "SCORE", "read_points_table", "add_stitch_option", "DEFAULT_STITCH"]
 
 POINT_COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ")
-DEFAULT_STITCH = 1  # a 2-voxel grid for the 2-block network: see benchmarks/RESULTS.md (shift-and-stitch)
+DEFAULT_STITCH = 1  # a 2-voxel grid for the 2-block network: see benchmarks/RESULTS.md, "Nodule demo accuracy"
 
 
 # -- infer ---------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def default_codec(dtype: np.dtype) -> PlainCodec:
 def array_doc(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype,
               dimension_names: Sequence[str]) -> dict[str, Any]:
     """The ``zarr.json`` of an array with the store's codecs, as ``zarr.create_array`` writes
-    it (tests/test_store_direct.py compares the two)."""
+    it (tests/test_direct_write.py compares the two)."""
     dtype = np.dtype(dtype)
     bytes_codec: dict[str, Any] = {"name": "bytes"}
     if dtype.itemsize > 1:
