@@ -237,14 +237,25 @@ class Store:
             raise StoreError(f"{self.path}: the store is read-only; nothing was written")
 
     def _ensure_volume_group(self, volume_id: str) -> None:
-        doc_path = self.path / layout.volume_rel(volume_id) / "zarr.json"
+        vdir = self.path / layout.volume_rel(volume_id)
+        doc_path = vdir / "zarr.json"
+        group = layout.group_doc({"voxelstream": {"volume_id": volume_id}})
+        if not vdir.exists():
+            # the folder appears with its document in one rename: another process must never
+            # see the folder without it (it would report the volume as damaged)
+            tmp = vdir.with_name(f".{vdir.name}.{uuid.uuid4().hex}.tmp")
+            layout.write_doc(tmp / "zarr.json", group)
+            try:
+                os.rename(tmp, vdir)
+            except OSError:  # another process made it first: check its id below
+                shutil.rmtree(tmp, ignore_errors=True)
         doc = layout.read_doc(doc_path, volume_id) if doc_path.exists() else None
         known = ((doc or {}).get("attributes", {}).get("voxelstream") or {}).get("volume_id")
         if known is not None and known != volume_id:
             raise StoreError(f"{self.path}: volume ids {known!r} and {volume_id!r} map to the same store path; "
                              "rename one of the inputs")
-        if known is None:
-            layout.write_doc(doc_path, layout.group_doc({"voxelstream": {"volume_id": volume_id}}))
+        if known is None:  # a folder without its document (damaged): written again
+            layout.write_doc(doc_path, group)
 
     def _clear_staging(self, volume_id: str, name: str, keep: str = "") -> None:
         """Remove what dead writers of this output left under .staging (we hold its lock)."""
