@@ -33,7 +33,7 @@ import numpy as np
 from numcodecs import Blosc
 
 __all__ = ["BLOSC", "BLOCK_BYTES", "PlainCodec", "PlainArray", "plain_array", "array_doc", "can_write",
-           "default_codec", "write_chunks", "block_regions", "write_source", "direct_workers"]
+           "default_codec", "write_chunks", "block_regions", "write_source", "direct_workers", "fill_value"]
 
 #: The store's compressor (planning.default_compressor builds zarr's codec from it): Blosc
 #: LZ4 level 5 with byte shuffle, chosen by measurement (benchmarks/RESULTS.md).
@@ -96,6 +96,12 @@ def default_codec(dtype: np.dtype) -> PlainCodec:
                             blocksize=0, typesize=dtype.itemsize), crc=True)
 
 
+def fill_value(dtype: np.dtype) -> Any:
+    """The fill value of the store's arrays of ``dtype``, as their ``zarr.json`` holds it
+    (what chunks never written read as; all-fill chunks are not stored)."""
+    return False if dtype.kind == "b" else (0.0 if dtype.kind == "f" else 0)
+
+
 def array_doc(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype,
               dimension_names: Sequence[str]) -> dict[str, Any]:
     """The ``zarr.json`` of an array with the store's codecs, as ``zarr.create_array`` writes
@@ -104,7 +110,7 @@ def array_doc(shape: Sequence[int], chunks: Sequence[int], dtype: np.dtype,
     bytes_codec: dict[str, Any] = {"name": "bytes"}
     if dtype.itemsize > 1:
         bytes_codec["configuration"] = {"endian": "little"}
-    fill: Any = False if dtype.kind == "b" else (0.0 if dtype.kind == "f" else 0)
+    fill = fill_value(dtype)
     return {
         "shape": [int(n) for n in shape],
         "data_type": "bool" if dtype.kind == "b" else dtype.name,
@@ -298,7 +304,7 @@ def write_source(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequenc
         block = np.asarray(read(region), dtype=dtype)
         if block.shape != tuple(r.stop - r.start for r in region):
             raise ValueError(f"a block source returned shape {block.shape} for region {region}")
-        n = write_chunks(block, [r.start for r in region], cshape, _fill(dtype), base, codec, made=made)
+        n = write_chunks(block, [r.start for r in region], cshape, fill_value(dtype), base, codec, made=made)
         for hook in posts:
             hook(None, None, None, state, 0)
         if trim is not None:
@@ -332,5 +338,3 @@ def write_source(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequenc
     return total
 
 
-def _fill(dtype: np.dtype) -> Any:
-    return False if dtype.kind == "b" else 0
