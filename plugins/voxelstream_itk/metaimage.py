@@ -52,6 +52,8 @@ class MetaHeader:
     path: str
     keys: Mapping[str, str]
     header_end: int
+    #: the header's lines as written, up to and including ``ElementDataFile``
+    lines: tuple[str, ...] = ()
 
     def get(self, key: str, default: str = "") -> str:
         for k, v in self.keys.items():
@@ -67,17 +69,19 @@ def read_header(path: str | Path) -> MetaHeader:
     """Parse the ``Key = Value`` lines of a MetaImage header up to ``ElementDataFile`` (the
     last key; binary data may follow it in a ``.mha``)."""
     keys: dict[str, str] = {}
+    lines: list[str] = []
     with open(path, "rb") as f:
         for _ in range(_MAX_HEADER_LINES):
             line = f.readline()
             if not line:
                 break
-            key, sep, value = line.decode("latin-1").partition("=")
+            lines.append(line.decode("latin-1"))
+            key, sep, value = lines[-1].partition("=")
             if not sep:
                 continue
             keys[key.strip()] = value.strip()
             if key.strip().lower() == "elementdatafile":
-                return MetaHeader(str(path), keys, f.tell())
+                return MetaHeader(str(path), keys, f.tell(), tuple(lines))
     raise ImageFileError(
         str(path), "not a MetaImage header: it has no ElementDataFile line; check the file is a .mhd/.mha"
     )
@@ -102,10 +106,8 @@ def is_plain_text(header: MetaHeader) -> bool:
     exactly as MetaIO spells it, each key once, ``NDims`` before the geometry, binary data.
     Anything else (``Offset: 1 2 3``, ``offset = ...``, ``BinaryData = False``, an empty
     value) is left to SimpleITK, which reads it, or refuses it with its own message."""
-    with open(header.path, "rb") as f:
-        text = f.read(header.header_end).decode("latin-1")
     seen: set[str] = set()
-    for line in text.splitlines():
+    for line in header.lines:
         if not line.strip():
             continue
         key, sep, value = line.partition("=")
