@@ -8,7 +8,6 @@ extension), so a table matches a store directly.
 
 from __future__ import annotations
 
-import csv
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from voxelstream.errors import ReadError
+from voxelstream.tables import read_table
 
 __all__ = ["GRADES", "LAYOUTS", "read_grades", "Matched", "match_ids", "patient_of", "split_by_patient",
            "write_split", "read_split"]
@@ -35,32 +35,20 @@ def _strip_ext(image: str) -> str:
 
 def read_grades(path: str | Path) -> dict[str, int]:
     """``{image id: grade}`` from a Kaggle or APTOS table (header row required; extra columns
-    are ignored). Raises :class:`ReadError` ``FILE:LINE: reason`` for the first bad row."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReadError(f"{p}: cannot read the grade table ({exc}); check the path") from None
-    rows = csv.reader(text.splitlines())
-    header = [h.strip() for h in next(rows, [])]
-    cols = next((c for c in LAYOUTS.values() if set(c) <= set(header)), None)
-    if cols is None:
-        known = "; ".join(f"{name}: {','.join(c)}" for name, c in LAYOUTS.items())
-        raise ReadError(f"{p}:1: not a grade table (header {','.join(header)!r}); expected the columns of {known}")
-    id_col, grade_col = (header.index(c) for c in cols)
+    are ignored; read by :func:`voxelstream.tables.read_table`, so UTF-8 or else Latin-1 with a
+    note). Raises :class:`ReadError` ``FILE:LINE: reason`` for the first bad row."""
+    table = read_table(path, "grade", LAYOUTS)
+    id_name, grade_name = table.columns
     grades: dict[str, int] = {}
-    for line, row in enumerate(rows, start=2):
-        if not "".join(row).strip():
-            continue
-        if len(row) <= max(id_col, grade_col):
-            raise ReadError(f"{p}:{line}: {len(row)} field(s) where {len(header)} are expected; fix or delete the row")
-        image, raw = _strip_ext(row[id_col].strip()), row[grade_col].strip()
+    for line, row in table.rows():
+        image, raw = table.pick(row)
+        image, where = _strip_ext(image), table.where(line)
         if not image:
-            raise ReadError(f"{p}:{line}: empty {cols[0]}; fix or delete the row")
+            raise ReadError(f"{where}: empty {id_name}; fix or delete the row")
         if raw not in {str(g) for g in range(GRADES)}:
-            raise ReadError(f"{p}:{line}: {cols[1]} {raw!r} of {image!r} is not a grade 0-4; fix or delete the row")
+            raise ReadError(f"{where}: {grade_name} {raw!r} of {image!r} is not a grade 0-4; fix or delete the row")
         if image in grades:
-            raise ReadError(f"{p}:{line}: {image!r} is graded twice; keep one row")
+            raise ReadError(f"{where}: {image!r} is graded twice; keep one row")
         grades[image] = int(raw)
     return grades
 

@@ -3,32 +3,27 @@
 Every value is checked where it is read, so that a bad row cannot silently change a FROC:
 coordinates must be finite numbers, diameters positive (only the excluded table may say
 ``-1``, its documented "not measured"), probabilities in ``[0, 1]``. A violation is a
-``ReadError`` naming the file and line. Tables should be UTF-8; one that is not is read as
-Latin-1 (every byte is a Latin-1 character) with a one-line note on stderr.
+``ReadError`` naming the file and line. The text, header and rows are read by
+:mod:`voxelstream.tables` (UTF-8, else Latin-1 with a note; blank rows skipped).
 """
 
 from __future__ import annotations
 
-import csv
-import math
-import sys
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from voxelstream.errors import ReadError
+from voxelstream.tables import finite_number, read_table
 
 __all__ = [
     "Annotation",
     "UNKNOWN_DIAMETER_MM",
     "by_series",
-    "finite_number",
     "read_annotations",
     "read_excluded",
-    "read_luna_table",
     "read_numeric_rows",
-    "read_table_text",
 ]
 
 COLUMNS = ("seriesuid", "coordX", "coordY", "coordZ", "diameter_mm")
@@ -53,65 +48,6 @@ class Annotation:
         return self.diameter_mm if self.diameter_mm > 0 else UNKNOWN_DIAMETER_MM
 
 
-_NOTED_LATIN1: set[str] = set()
-
-
-def read_table_text(path: str | Path, what: str) -> str:
-    """The text of a CSV table: UTF-8 (a BOM is dropped); anything else is decoded as
-    Latin-1 with a note on stderr naming the first byte that is not UTF-8.
-
-    Latin-1 rather than an error because spreadsheet exports often are Latin-1 and the
-    columns that matter (uids, numbers) are ASCII either way."""
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except OSError as exc:
-        raise ReadError(f"{p}: cannot read {what} ({exc.strerror}); check the path") from None
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = raw.count(b"\n", 0, exc.start) + 1
-        if str(p) in _NOTED_LATIN1:  # a table read twice (header, then rows) is noted once
-            return raw.decode("latin-1")
-        _NOTED_LATIN1.add(str(p))
-        print(f"note: {p}:{line}: {what} table is not UTF-8 (byte 0x{raw[exc.start]:02x}); "
-              "read as Latin-1", file=sys.stderr)
-        return raw.decode("latin-1")
-
-
-def read_luna_table(path: str | Path, columns: Sequence[str], what: str) -> Iterator[tuple[int, list[str]]]:
-    """Rows of a LUNA16-style CSV (header required, CRLF or LF) as ``(line_no, values)``
-    with ``values`` in the order of ``columns``; ``what`` names the table in errors."""
-    p = Path(path)
-    rows = csv.reader(read_table_text(p, what).splitlines())
-    header = [h.strip() for h in next(rows, [])]
-    missing = [c for c in columns if c not in header]
-    if missing:
-        raise ReadError(
-            f"{p}: not a LUNA16 {what} table (missing column(s) {', '.join(missing)}); "
-            f"expected the header {','.join(columns)}"
-        )
-    col = [header.index(c) for c in columns]
-    for line_no, row in enumerate(rows, start=2):
-        if not "".join(row).strip():
-            continue
-        if len(row) < len(header):
-            raise ReadError(f"{p}:{line_no}: malformed row {','.join(row)!r}; fix or delete it")
-        yield line_no, [row[c].strip() for c in col]
-
-
-def finite_number(text: str, where: str, column: str) -> float:
-    """``float(text)``, or a ``ReadError`` at ``where`` (``file:line``) when it is not a
-    finite number (``nan``, ``inf`` and ``1e999`` parse as floats but are no coordinates)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise ReadError(f"{where}: {column} {text!r} is not a number; fix or delete the row") from None
-    if not math.isfinite(value):
-        raise ReadError(f"{where}: {column} is {text!r}, not a finite number; fix or delete the row")
-    return value
-
-
 # a check of one row's numbers: returns None when they are fine, else what is wrong
 RowCheck = Callable[[list[float]], "str | None"]
 
@@ -121,8 +57,10 @@ def read_numeric_rows(path: str | Path, columns: Sequence[str], what: str,
     """``(seriesuid, numbers)`` per row of a LUNA16 table whose first column is the series
     uid and whose other ``columns`` are finite numbers; ``check`` adds a rule of the table
     (its message becomes the row's error). A bad row is a one-line ``ReadError``."""
-    for line_no, (uid, *values) in read_luna_table(path, columns, what):
-        where = f"{path}:{line_no}"
+    table = read_table(path, f"LUNA16 {what}", columns)
+    for line_no, row in table.rows():
+        uid, *values = table.pick(row)
+        where = table.where(line_no)
         numbers = [finite_number(v, where, c) for v, c in zip(values, columns[1:])]
         problem = check(numbers) if check is not None else None
         if problem:

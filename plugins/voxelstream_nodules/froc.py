@@ -42,8 +42,9 @@ from pathlib import Path
 import numpy as np
 
 from voxelstream.errors import ReadError, VoxelstreamError
+from voxelstream.tables import read_text
 
-from .annotations import Annotation, read_table_text
+from .annotations import Annotation
 from .detection import Detection
 
 __all__ = [
@@ -275,7 +276,7 @@ def read_series_list(path: str | Path) -> list[str]:
     """Series uids, one per line (``seriesuids.csv``: first column; an optional
     ``seriesuid`` header; CRLF or LF)."""
     p = Path(path)
-    lines = read_table_text(p, "series list").splitlines()
+    lines = read_text(p, "series list").splitlines()
     uids = [ln.split(",")[0].strip() for ln in lines]
     uids = [u for u in uids if u]
     if uids and uids[0].lower() == "seriesuid":

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from voxelstream import CommandSpec, add_common_options, lazy_callable
 from voxelstream.errors import VoxelstreamError
+from voxelstream.tables import finite_number, read_table
 
-from .annotations import finite_number, read_luna_table, read_table_text
 from .outputs import ISO_OUTPUT, PROB_OUTPUT
 
 # dask, zarr, JAX are imported when a command runs, not when the CLI lists it
@@ -100,17 +100,14 @@ INFER = CommandSpec(
 def read_points_table(path: str | Path) -> tuple[list[str], list[list[str]], list[tuple[str, tuple[float, float, float]]]]:
     """``(header, rows, points)`` of a CSV with at least ``seriesuid,coordX,coordY,coordZ``
     (CRLF or LF): every column kept as text in ``rows``, and the parsed world points."""
-    next(read_luna_table(path, POINT_COLUMNS, "points"), None)  # checks the file and its header
-    header = [h.strip() for h in next(csv.reader(read_table_text(path, "points").splitlines()), [])]
-    coords = [header.index(c) for c in POINT_COLUMNS]
+    table = read_table(path, "points", POINT_COLUMNS)
     rows, points = [], []
-    for line_no, values in read_luna_table(path, header, "points"):
-        uid, *xyz = (values[i] for i in coords)
-        x, y, z = (finite_number(v, f"{path}:{line_no}", c) for v, c in zip(xyz, POINT_COLUMNS[1:]))
-        world = (x, y, z)
-        points.append((uid, world))
-        rows.append(values)
-    return header, rows, points
+    for line_no, values in table.rows():
+        uid, *xyz = table.pick(values)
+        x, y, z = (finite_number(v, table.where(line_no), c) for v, c in zip(xyz, POINT_COLUMNS[1:]))
+        points.append((uid, (x, y, z)))
+        rows.append(values[: len(table.header)])
+    return list(table.header), rows, points
 
 
 def _add_score_arguments(p: argparse.ArgumentParser) -> None:
