@@ -242,3 +242,24 @@ def test_public_read_api_regions_arrays_and_picklable_readers(tmp_path):
         np.testing.assert_array_equal(got, ref_rgb)
     with pytest.raises(StoreError, match="no 'iso' output"):
         store.reader("ct", "iso")
+
+
+def test_a_replaced_output_is_deleted_in_the_background_and_a_dead_processs_copy_by_the_next_writer(tmp_path):
+    from voxelstream.store.cleanup import wait_removed
+
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    first, second = sample_volume((12, 12, 12), seed=1), sample_volume((12, 12, 12), seed=2)
+    store.write(first, "v", chunks=8)
+    store.write(second, "v", chunks=8)  # replaces it: the old one moved aside, then deleted
+    np.testing.assert_array_equal(store.open("v").data.compute(), second.data.compute())
+    wait_removed()
+    assert [p.name for p in (store.path / ".staging" / "v").iterdir()] == []
+    # a process that died before deleting it leaves the moved-aside copy: the next writer of
+    # that output removes it
+    leftover = store.path / ".staging" / "v" / "image-0123.old"
+    (leftover / "0" / "c").mkdir(parents=True)
+    (leftover / "zarr.json").write_text("{}")
+    store.write(first, "v", chunks=8, params={"again": 1})
+    wait_removed()
+    assert [p.name for p in (store.path / ".staging" / "v").iterdir()] == []
+    np.testing.assert_array_equal(store.open("v").data.compute(), first.data.compute())

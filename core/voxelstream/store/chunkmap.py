@@ -13,15 +13,17 @@ import base64
 import json
 import os
 import zlib
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["record", "decode"]
+__all__ = ["record", "from_keys", "decode", "grid"]
 
 
-def _grid(shape: list[int], chunks: list[int]) -> tuple[int, ...]:
+def grid(shape: Sequence[int], chunks: Sequence[int]) -> tuple[int, ...]:
+    """The number of chunks along each axis."""
     return tuple(-(-int(s) // int(c)) for s, c in zip(shape, chunks))
 
 
@@ -34,18 +36,24 @@ def record(array_dir: Path) -> dict[str, Any]:
     for folder, _, files in os.walk(base):
         rel = Path(folder).relative_to(base).parts
         keys.extend((*rel, f) for f in files)
-    out: dict[str, Any] = {"chunk_files": len(keys)}
     try:
         doc = json.loads((array_dir / "zarr.json").read_bytes())
-        grid = _grid(doc["shape"], doc["chunk_grid"]["configuration"]["chunk_shape"])
-        stored = np.zeros(grid, dtype=bool)
-        for key in keys:
-            stored[tuple(int(i) for i in key)] = True
+        grid_ = grid(doc["shape"], doc["chunk_grid"]["configuration"]["chunk_shape"])
+        return from_keys([tuple(int(i) for i in key) for key in keys], grid_)
     except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return out
+        return {"chunk_files": len(keys)}
+
+
+def from_keys(keys: Iterable[tuple[int, ...]], grid: tuple[int, ...]) -> dict[str, Any]:
+    """What :func:`record` gives, from the chunk indices a writer stored (no walk of the
+    array's folders) on a chunk grid ``grid``."""
+    stored = np.zeros(grid, dtype=bool)
+    n = 0
+    for key in keys:
+        stored[key] = True
+        n += 1
     packed = zlib.compress(np.packbits(stored.ravel()).tobytes(), 6)
-    out["stored_chunks"] = base64.b64encode(packed).decode("ascii")
-    return out
+    return {"chunk_files": n, "stored_chunks": base64.b64encode(packed).decode("ascii")}
 
 
 def decode(text: str, grid: tuple[int, ...]) -> np.ndarray | None:

@@ -181,12 +181,14 @@ def plain_array(root: str, path: str) -> tuple[PlainArray, PlainCodec] | None:
 
 def write_chunks(block: np.ndarray, start: Sequence[int], cshape: tuple[int, ...], fill: Any, base: Path,
                  codec: PlainCodec, key: Callable[[tuple[int, ...]], str] = _slash_key,
-                 dtype: np.dtype | None = None, made: set[Path] | None = None) -> int:
+                 dtype: np.dtype | None = None, made: set[Path] | None = None,
+                 stored: set[tuple[int, ...]] | None = None) -> int:
     """Encode and write the whole chunks of ``block`` (which begins at chunk-aligned ``start``)
     under ``base`` as zarr would: edge chunks padded to full size with the fill value, chunks
     that hold only the fill value not stored (zarr's ``write_empty_chunks=False``). Returns
     the number of chunk files written (as ``dtype``, default the block's). ``made``: folders
-    known to exist (shared by the calls of one write: one mkdir per chunk row)."""
+    known to exist (shared by the calls of one write: one mkdir per chunk row); ``stored``
+    receives the index of every chunk written (the output's chunk map, without a walk)."""
     dtype = block.dtype if dtype is None else dtype
     made = set() if made is None else made
     written = 0
@@ -202,13 +204,16 @@ def write_chunks(block: np.ndarray, start: Sequence[int], cshape: tuple[int, ...
         # those spares a full compare pass over every other chunk
         if len(encoded) < piece.nbytes // 32 + 256 and np.all(piece == fill):
             continue
-        target = base / key(tuple((s + o) // c for s, o, c in zip(start, offs, cshape)))
+        index = tuple((s + o) // c for s, o, c in zip(start, offs, cshape))
+        target = base / key(index)
         if target.parent not in made:  # one mkdir per chunk row, not per chunk
             target.parent.mkdir(parents=True, exist_ok=True)
             made.add(target.parent)
         with open(target, "wb") as f:
             f.write(encoded)
             f.write(trailer)
+        if stored is not None:
+            stored.add(index)
         written += 1
     return written
 
@@ -280,12 +285,14 @@ def _progress_hooks() -> tuple[list[Any], list[Any]]:
 
 def write_source(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequence[int], dtype: np.dtype,
                  chunks: Sequence[int], base: Path, *, workers: int | None = None,
-                 budget: int = BLOCK_BYTES, per_chunk: bool = False) -> int:
+                 budget: int = BLOCK_BYTES, per_chunk: bool = False,
+                 stored: set[tuple[int, ...]] | None = None) -> int:
     """Write the array ``read`` computes (``read(region)`` -> numpy, called from ``workers``
     threads) as chunk files under ``base`` (the array's folder; its document is written
     separately). Blocks are started in array order and at most ``2 * workers`` are pending,
     so memory is bounded by a few blocks whatever the volume. The first error stops the
-    write and is raised. Returns the number of chunk files written."""
+    write and is raised. Returns the number of chunk files written; ``stored`` receives
+    their chunk indices."""
     dtype = np.dtype(dtype)
     cshape = tuple(int(c) for c in chunks)
     codec = default_codec(dtype)
@@ -304,7 +311,8 @@ def write_source(read: Callable[[tuple[slice, ...]], np.ndarray], shape: Sequenc
         block = np.asarray(read(region), dtype=dtype)
         if block.shape != tuple(r.stop - r.start for r in region):
             raise ValueError(f"a block source returned shape {block.shape} for region {region}")
-        n = write_chunks(block, [r.start for r in region], cshape, fill_value(dtype), base, codec, made=made)
+        n = write_chunks(block, [r.start for r in region], cshape, fill_value(dtype), base, codec, made=made,
+                         stored=stored)
         for hook in posts:
             hook(None, None, None, state, 0)
         if trim is not None:

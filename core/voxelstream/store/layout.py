@@ -51,12 +51,6 @@ def lock_rel(volume_id: str, name: str) -> str:
     return f".locks/{safe_id(volume_id)}/{safe_id(name, 'output name')}.lock"
 
 
-def jsonable(obj: Any) -> Any:
-    """``obj`` as JSON would give it back (tuples -> lists, numpy -> Python): what is stored
-    and therefore what stored values are compared with."""
-    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))
-
-
 def read_doc(path: Path, what: str) -> dict[str, Any] | None:
     """The JSON document at ``path`` (``None`` when absent); a garbled one is a
     :class:`StoreError` naming ``what`` (e.g. ``"scan-1: output 'iso'"``)."""
@@ -78,19 +72,34 @@ def read_doc(path: Path, what: str) -> dict[str, Any] | None:
     return doc
 
 
-def write_doc(path: Path, doc: dict[str, Any]) -> None:
-    """Write ``doc`` as JSON to a temporary name beside ``path``, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+def _plain(o: Any) -> Any:
+    return o.tolist() if hasattr(o, "tolist") else str(o)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as JSON would give it back (tuples -> lists, numpy -> Python): what is stored
+    and therefore what stored values are compared with."""
+    return json.loads(json.dumps(obj, default=_plain))
+
+
+def write_doc(path: Path, doc: dict[str, Any], *, atomic: bool = True) -> None:
+    """Write ``doc`` as JSON to a temporary name beside ``path``, then rename it into place.
+    ``atomic=False`` writes ``path`` itself: for documents in a folder nobody reads until it is
+    moved into place whole (``.staging``), where a temporary name and a rename are two more
+    metadata operations per document for nothing."""
+    target = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp") if atomic else path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as f:
-            f.write(json.dumps(jsonable(doc), indent=2))
-        os.replace(tmp, path)
+        with open(target, "w") as f:
+            f.write(json.dumps(doc, indent=2, default=_plain))
+        if atomic:
+            os.replace(target, path)
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
+        if atomic:
+            try:
+                target.unlink()
+            except OSError:
+                pass
         raise StoreError(f"{path}: cannot write ({exc.strerror or exc}); is the store read-only or its disk full?") from None
 
 

@@ -169,10 +169,12 @@ class Store:
             return False
         return fingerprint is None or a.get("fingerprint", {}) == jsonable(fingerprint)
 
-    def completion_token(self, volume_id: str, name: str = "image") -> str:
+    def completion_token(self, volume_id: str, name: str = "image", *,
+                         attrs: Mapping[str, Any] | None = None) -> str:
         """The token of the complete ``name`` output (new for every write): what outputs
-        made from it record. Raises :class:`StoreError` when it is missing or incomplete."""
-        a = self.output_attrs(volume_id, name)
+        made from it record. Raises :class:`StoreError` when it is missing or incomplete.
+        ``attrs``: its :meth:`output_attrs`, when the caller just read them (not read again)."""
+        a = self.output_attrs(volume_id, name) if attrs is None else attrs
         if not a:
             have = ", ".join(self.names(volume_id)) or "nothing"
             raise StoreError(f"{volume_id}: no {name!r} output (it has: {have}); run the command that makes it")
@@ -182,14 +184,16 @@ class Store:
         return str(a.get("token", ""))
 
     # -- reading -----------------------------------------------------------------------
-    def reader(self, volume_id: str, name: str = "image") -> OutputReader:
+    def reader(self, volume_id: str, name: str = "image", *, attrs: Mapping[str, Any] | None = None) -> OutputReader:
         """A small picklable handle on a complete output for dask tasks: ``.shape``,
         ``.dtype``, ``.chunks`` (channel axis first) and ``[slices]`` -> numpy, reading only
-        the chunks touched (verified by their checksums). Each process opens the array once."""
+        the chunks touched (verified by their checksums). Each process opens the array once.
+        ``attrs``: as for :meth:`completion_token` (one read of the document per open: a
+        small volume's run is mostly such reads)."""
         from .reading import OutputReader
 
-        token = self.completion_token(volume_id, name)
-        a = self.output_attrs(volume_id, name)
+        a = self.output_attrs(volume_id, name) if attrs is None else attrs
+        token = self.completion_token(volume_id, name, attrs=a)
         return OutputReader.create(str(self.path), layout.output_rel(volume_id, name) + "/" + layout.ARRAY,
                                    token, self._label(volume_id, name), len(a.get("affine", [[0] * 4])) - 1,
                                    a.get("shape"), stored=str(a.get("stored_chunks") or ""))
@@ -211,7 +215,7 @@ class Store:
         from ..lazy import BlockSource
 
         a = self.output_attrs(volume_id, name)
-        r = self.reader(volume_id, name)
+        r = self.reader(volume_id, name, attrs=a)
         # regions are read straight from the chunks (direct writes, stages with sources); the
         # dask array (one task per chunk) is built only when a stage asks for it
         source = BlockSource(r.shape, r.dtype, r.__getitem__, functools.partial(_reader_array, r), chunks=r.chunks)
@@ -354,11 +358,14 @@ class Store:
         group = {"ome": ome.multiscales(name, volume.axes, volume.units, volume.spacing,
                                         ome.origin_array_order(volume.affine)),
                  "voxelstream": attrs}
+        # the group document is written once, complete, by the finisher: nothing reads a
+        # staged folder before it is moved into place
         stage_dir = self.path / stage_rel
-        layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
         if direct:
-            return self._stage_direct(volume, stage_dir, zchunks), self._finisher(
-                volume_id, name, attrs, group, stage_dir, final_rel, token, before_commit)
+            stored: set[tuple[int, ...]] = set()
+            return self._stage_direct(volume, stage_dir, zchunks, stored), self._finisher(
+                volume_id, name, attrs, group, stage_dir, final_rel, token, before_commit,
+                chunk_map=lambda: chunkmap.from_keys(stored, chunkmap.grid(volume.shape, zchunks)))
         import zarr
         from zarr.storage import LocalStore
 
@@ -387,24 +394,30 @@ class Store:
         parts = [writes] if whole else sections(writes)
         return [all_in_order(fused(p)) for p in parts], finish
 
-    def _stage_direct(self, volume: Volume, stage_dir: Path, zchunks: tuple[int, ...]) -> list[Callable[[], bool]]:
+    def _stage_direct(self, volume: Volume, stage_dir: Path, zchunks: tuple[int, ...],
+                      stored: set[tuple[int, ...]]) -> list[Callable[[], bool]]:
         """The write of a volume with a BlockSource: its array document, then one call writing
-        every chunk from the source on a thread pool (see :mod:`.direct`)."""
+        every chunk from the source on a thread pool (see :mod:`.direct`); ``stored`` receives
+        the index of every chunk written."""
         from .direct import array_doc, write_source
 
         array_dir = stage_dir / layout.ARRAY
-        layout.write_doc(array_dir / "zarr.json", array_doc(volume.shape, zchunks, volume.dtype, ["c", *volume.axes]))
+        layout.write_doc(array_dir / "zarr.json", array_doc(volume.shape, zchunks, volume.dtype, ["c", *volume.axes]),
+                         atomic=False)
 
         def run() -> bool:
             write_source(volume.source.read, volume.shape, volume.dtype, zchunks, array_dir,
-                         per_chunk=volume.source.per_chunk)
+                         per_chunk=volume.source.per_chunk, stored=stored)
             return True
 
         return [run]
 
     def _finisher(self, volume_id: str, name: str, attrs: dict[str, Any], group: dict[str, Any], stage_dir: Path,
-                  final_rel: str, token: str, before_commit: Callable[[], None] | None) -> Callable[[], None]:
-        """Marks the staged output complete and moves it into place (holding its lock)."""
+                  final_rel: str, token: str, before_commit: Callable[[], None] | None,
+                  chunk_map: Callable[[], dict[str, Any]] | None = None) -> Callable[[], None]:
+        """Marks the staged output complete and moves it into place (holding its lock).
+        ``chunk_map``: the chunk map from what the writer recorded (default: walk the array's
+        folders, :func:`.chunkmap.record`)."""
 
         def finish() -> None:
             with self.output_lock(volume_id, name, quiet=True):
@@ -412,8 +425,8 @@ class Store:
                 attrs["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 # which chunks hold a file: a deleted one would otherwise read as fill value
                 # without a word (chunks of fill value only are never stored)
-                attrs.update(chunkmap.record(stage_dir / layout.ARRAY))
-                layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group))
+                attrs.update(chunk_map() if chunk_map is not None else chunkmap.record(stage_dir / layout.ARRAY))
+                layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group), atomic=False)
                 if before_commit is not None:
                     try:
                         before_commit()
@@ -425,16 +438,22 @@ class Store:
         return finish
 
     def _commit(self, staged: Path, final: Path, token: str) -> None:
-        """Move the staged output into place (the old one, if any, out of the way first)."""
+        """Move the staged output into place (the old one, if any, out of the way first: it
+        is deleted in the background, :mod:`.cleanup`)."""
+        from .cleanup import remove_later
+
         old = staged.with_name(staged.name + ".old")
+        replaced = False
         try:
             if final.exists():
                 os.rename(final, old)
+                replaced = True
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staged, final)
         except OSError as exc:
             raise StoreError(f"{final}: cannot move the finished output into place ({exc.strerror or exc})") from None
-        shutil.rmtree(old, ignore_errors=True)
+        if replaced:
+            remove_later(old)
 
     def rebuild_volume_group(self, folder: str) -> str | None:
         """Write again the missing or damaged document of the volume folder ``folder`` from
