@@ -99,6 +99,25 @@ def test_small_volumes_share_tasks_on_a_cluster_and_one_fails_alone(tmp_path):
         np.testing.assert_array_equal(store.open(vid, "smooth").data.compute(), store.open(vid, "ref").data.compute())
 
 
+def _warm() -> tuple[bool, bool]:
+    import sys
+
+    plugins = sys.modules.get("voxelstream.plugins")
+    return "voxelstream.runner" in sys.modules, plugins is not None and plugins._State.pm is not None
+
+
+@pytest.mark.distributed
+def test_workers_load_the_engine_and_plugins_when_the_client_connects_and_when_they_join():
+    from voxelstream.scheduler import use_scheduler
+
+    with use_scheduler("local:2") as client:
+        # nothing was submitted: the warm-up plugin did it, on every worker
+        assert list(client.run(_warm).values()) == [(True, True)] * 2
+        client.cluster.scale(3)
+        client.wait_for_workers(3, timeout=120)
+        assert list(client.run(_warm).values()) == [(True, True)] * 3
+
+
 def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone():
     from voxelstream.runner import BATCH_BYTES, MAX_BATCH, TAIL_TASKS, VolumeJob, _batches
 
@@ -114,7 +133,8 @@ def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone()
             # TAIL_TASKS tasks per worker thread remain for what is left when the batch starts
             assert len(b) <= (len(items) - b[0][0] + 1) // (TAIL_TASKS * 2)
     assert any(len(b) == MAX_BATCH for b in batches)
-    assert [len(b) for b in batches][-3:] == [1, 1, 1]  # the end of the run: one volume per task
+    # the end of the run: one volume per task, TAIL_TASKS per worker thread
+    assert [len(b) for b in batches][-2 * TAIL_TASKS:] == [1] * (2 * TAIL_TASKS)
 
 
 _DEFERRED = """

@@ -121,11 +121,14 @@ class VolumeJob:
         return self.label or self.volume_id
 
 
-def input_fingerprint(store: Any, volume_id: str, inputs: Sequence[str]) -> dict[str, Any]:
+def input_fingerprint(store: Any, volume_id: str, inputs: Sequence[str],
+                      known: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """The completion tokens of ``inputs`` of ``volume_id`` (a new token each time an input
     is rewritten): what a derived output is made from. Raises :class:`StoreError` naming the
-    volume when an input is missing, incomplete or damaged."""
-    return {"inputs": {name: store.completion_token(volume_id, name) for name in inputs}}
+    volume when an input is missing, incomplete or damaged. ``known``: attributes of some
+    inputs just read by the caller (not read again)."""
+    known = known or {}
+    return {"inputs": {name: store.completion_token(volume_id, name, attrs=known.get(name)) for name in inputs}}
 
 
 def _any_output_attrs(store: Any, volume_id: str) -> dict[str, Any]:
@@ -158,10 +161,11 @@ def stored_jobs(
     jobs = []
     for vid in store.volume_ids(damaged=True):
         try:
-            attrs = store.output_attrs(vid, inputs[0]) or _any_output_attrs(store, vid)
+            first = store.output_attrs(vid, inputs[0])
+            attrs = first or _any_output_attrs(store, vid)
             note = acc.reason_to_skip(attrs) if attrs else None
-            if note is None:
-                input_fingerprint(store, vid, inputs)  # missing/incomplete input: an error now
+            if note is None:  # missing/incomplete input: an error now
+                input_fingerprint(store, vid, inputs, known={inputs[0]: first})
         except VoxelstreamError as exc:
             jobs.append(VolumeJob(vid, error=str(exc)))
             continue
@@ -287,10 +291,11 @@ def _result(res: dict[str, Any]) -> dict[str, Any]:
 #: this share one task (at most :data:`MAX_BATCH` of them, fewer towards the end of the run
 #: so that the workers finish together). 150 volumes of 0.2 MB: benchmarks/RESULTS.md.
 BATCH_BYTES = 16 * 2**20
-MAX_BATCH = 16
+MAX_BATCH = 32
 #: Batches shrink so that this many tasks per worker thread remain for what is left (150
-#: volumes on 2 workers: 21 tasks, the last ones single volumes).
-TAIL_TASKS = 2
+#: volumes on 2 workers: 10 tasks, 32 32 32 27 13 7 3 2 1 1; a task costs the client, the
+#: scheduler and the worker about 3 ms of CPU in all, benchmarks/RESULTS.md).
+TAIL_TASKS = 1
 
 
 def _batches(works: Iterator[tuple[int, VolumeJob, _Work]], total: int,

@@ -42,7 +42,8 @@ _LOCAL = {"threads": _threads, "processes": _processes, "sync": _sync, "synchron
 @contextlib.contextmanager
 def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
     """Run the enclosed ``dask.compute`` calls on ``spec``; yields the distributed Client
-    when there is one. Workers rebuild the plugin manager from entry points themselves."""
+    when there is one. Workers rebuild the plugin manager from entry points themselves, once
+    each, when the client connects (:class:`voxelstream.worker_setup.WarmUp`)."""
     spec = (spec or DEFAULT_SCHEDULER).strip()
     if spec in _LOCAL:
         # the scheduler function, not its name: dask resolves a name by first importing
@@ -69,6 +70,7 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
         # dashboard on a free port (":0"): two runs at once must not fight over 8787
         with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             with Client(cluster) as client:
+                _warm_up(client)
                 if client.dashboard_link:
                     import sys
 
@@ -81,9 +83,16 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
         except OSError as exc:
             raise VoxelstreamError(f"--scheduler {spec}: cannot reach the scheduler ({exc})") from None
         with client:
+            _warm_up(client)
             yield client
         return
     raise VoxelstreamError(f"--scheduler {spec!r}: unknown; {SCHEDULER_HELP}")
+
+
+def _warm_up(client: Any) -> None:
+    from .worker_setup import warm_up_workers
+
+    warm_up_workers(client)
 
 
 def worker_threads() -> int:
