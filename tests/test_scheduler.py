@@ -111,8 +111,10 @@ def test_workers_load_the_engine_and_plugins_when_the_client_connects_and_when_t
     from voxelstream.scheduler import use_scheduler
 
     with use_scheduler("local:2") as client:
-        # nothing was submitted: the warm-up plugin did it, on every worker
+        # nothing was submitted: the warm-up plugin did it, on every worker; the scheduler
+        # (which unpickles every task) has the engine imported too
         assert list(client.run(_warm).values()) == [(True, True)] * 2
+        assert client.run_on_scheduler(_warm)[0]
         client.cluster.scale(3)
         client.wait_for_workers(3, timeout=120)
         assert list(client.run(_warm).values()) == [(True, True)] * 3

@@ -211,6 +211,7 @@ class _Work:
     force: bool
     describe: Callable[[Any], str] | None
     local_scheduler: bool
+    skipped_text: str = "already done"
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
@@ -229,31 +230,40 @@ def _execute(work: _Work) -> dict[str, Any]:
     vid, output = job.volume_id, work.output
     with store.output_lock(vid, output) as waited:
         fp = dict(job.fingerprint()) if job.fingerprint else {}
-        if (not work.force or waited) and store.is_complete(vid, output, work.params, fingerprint=fp):
-            return {"status": "skipped", "detail": "done by another process" if waited else "already done"}
-        vol = job.build()
+        skip = (not work.force or waited) and store.is_complete(vid, output, work.params, fingerprint=fp)
+        if not skip:
+            return _make(store, work, fp)
+    store.sweep(vid, output)  # what dead writers of the output left (the lock is free again)
+    return {"status": "skipped", "detail": "done by another process" if waited else work.skipped_text}
 
-        def inputs_unchanged() -> None:
-            if job.fingerprint and not _same(fp, job.fingerprint()):
-                raise StoreError(f"{vid}: its input changed while {output!r} was being made; run the command again")
 
-        if work.local_scheduler:
-            # on a dask.distributed worker the volume's chunks run on this worker's threads
-            # (on a one-thread worker in this thread: no hand-over to a pool thread per task)
-            import dask
+def _make(store: Any, work: _Work, fp: Mapping[str, Any]) -> dict[str, Any]:
+    """Build and write one volume's output (its lock held); ``fp``: its inputs' fingerprint."""
+    job = work.job
+    vid, output = job.volume_id, work.output
+    vol = job.build()
 
-            from .scheduler import worker_threads
+    def inputs_unchanged() -> None:
+        if job.fingerprint and not _same(fp, job.fingerprint()):
+            raise StoreError(f"{vid}: its input changed while {output!r} was being made; run the command again")
 
-            threads = worker_threads()
-            local = {"scheduler": "sync"} if threads == 1 else {"scheduler": "threads", "num_workers": threads}
-            with dask.config.set(local):
-                store.write(vol, vid, output, chunks=work.chunks, params=work.params, fingerprint=fp,
-                            provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
-        else:
-            store.write(vol, vid, output, chunks=work.chunks, params=work.params, fingerprint=fp,
-                        provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
-    detail = work.describe(vol) if work.describe else ""
-    return {"status": "done", "shape": list(vol.shape), "detail": detail}
+    def write() -> None:
+        store.write(vol, vid, output, chunks=work.chunks, params=work.params, fingerprint=fp,
+                    provenance=work.provenance, keep_phi=work.keep_phi, before_commit=inputs_unchanged)
+
+    if work.local_scheduler:
+        # on a dask.distributed worker the volume's chunks run on this worker's threads
+        # (on a one-thread worker in this thread: no hand-over to a pool thread per task)
+        import dask
+
+        from .scheduler import worker_threads
+
+        threads = worker_threads()
+        with dask.config.set({"scheduler": "sync"} if threads == 1 else {"scheduler": "threads", "num_workers": threads}):
+            write()
+    else:
+        write()
+    return {"status": "done", "shape": list(vol.shape), "detail": work.describe(vol) if work.describe else ""}
 
 
 class _Failed(VoxelstreamError):
@@ -482,7 +492,7 @@ def run_per_volume(
                 continue
             starts[n] = t0
             yield n, job, _Work(str(store.path), job, output, params, chunks, keep_phi, prov, force, describe,
-                                client is not None)
+                                client is not None, skipped_text)
 
     starts: dict[int, float] = {}
     import concurrent.futures as cf
