@@ -123,7 +123,7 @@ def test_workers_load_the_engine_and_plugins_when_the_client_connects_and_when_t
 def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone():
     from voxelstream.runner import BATCH_BYTES, MAX_BATCH, TAIL_TASKS, VolumeJob, _batches
 
-    sizes = [10] * 40 + [None] + [10] * 5 + [BATCH_BYTES] + [BATCH_BYTES // 3] * 7 + [10] * 60
+    sizes = [10] * 40 + [None] + [10] * 5 + [BATCH_BYTES] + [BATCH_BYTES // 3] * 7 + [10] * 100
     items = [(n, VolumeJob(f"v{n}", nbytes=s), None) for n, s in enumerate(sizes, 1)]
     batches = list(_batches(iter(items), len(items), threads=2))
     assert [item for b in batches for item in b] == items  # every volume once, in order

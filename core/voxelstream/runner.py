@@ -303,9 +303,11 @@ def _result(res: dict[str, Any]) -> dict[str, Any]:
 BATCH_BYTES = 16 * 2**20
 MAX_BATCH = 32
 #: Batches shrink so that this many tasks per worker thread remain for what is left (150
-#: volumes on 2 workers: 10 tasks, 32 32 32 27 13 7 3 2 1 1; a task costs the client, the
-#: scheduler and the worker about 3 ms of CPU in all, benchmarks/RESULTS.md).
-TAIL_TASKS = 1
+#: volumes on 2 workers: 19 tasks, 32 29 22 16 12 9 7 5 4 3 2 2 1 ...). Two, because a worker
+#: already holds its next task when it starts one: with one, a 13-volume batch could land on
+#: the worker that was ahead and the workers ended 20-80 ms apart. A task costs the client,
+#: the scheduler and the worker about 3 ms of CPU in all (benchmarks/RESULTS.md).
+TAIL_TASKS = 2
 
 
 def _batches(works: Iterator[tuple[int, VolumeJob, _Work]], total: int,
