@@ -2,7 +2,9 @@
 
 * **in flight**: 150 small CT volumes (40 x 48 x 48 int16) preprocessed (resample to 1 mm +
   lung window, the ``ct preprocess`` stages) on 2 single-thread dask workers vs 1 (what
-  ``local:2`` / ``local:1`` start), timed after every worker imported the plugins.
+  ``local:2`` / ``local:1`` start), timed from after ``use_scheduler`` returned (workers warmed
+  up) to the end of the run; ``fresh`` (the output made for the first time) and ``rerun``
+  (``--force`` replacing it), pairs back to back in alternating order.
 * **per-volume overhead on threads**: 150 tiny volumes (16^3) through the runner
   (``run_pipeline``: skip check, lock, staging, metadata, rename, line, manifest) with one
   volume in flight, against computing the same stage graphs from the same store into memory
@@ -17,12 +19,13 @@ Every measured run is a fresh child process (``benchlib.run_child``: wall, CPU, 
 tables give medians of ``--runs``.
 
     .venv/bin/python benchmarks/bench_store.py [--workdir /tmp/vs-bench-store] [--runs 3] [--append]
-        [--only inflight,overhead,checksum,chunkmap,discovery]
+        [--only inflight,ceiling,overhead,checksum,chunkmap,discovery]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import sys
@@ -125,26 +128,64 @@ def _ct_stages():
     return preprocess_stages()
 
 
-def child_inflight(store_path: str, scheduler: str) -> dict:
+def child_inflight(store_path: str, scheduler: str, mode: str = "fresh") -> dict:
+    """One timed ``run_pipeline`` of the 150 volumes. ``fresh``: the output is made for the first
+    time (the previous run's copy is deleted before the clock starts); ``rerun``: ``--force``
+    replaces it, so every volume also deletes its old output while timed."""
+    import shutil
+
     from voxelstream.pipeline import run_pipeline
+    from voxelstream.plugins import get_plugin_manager
     from voxelstream.scheduler import use_scheduler
     from voxelstream.store import open_store
 
-    from voxelstream.plugins import get_plugin_manager
-
     store = open_store(store_path)
     with use_scheduler(scheduler) as client:
-        # every worker imports the plugins and the store code before the clock starts, and so
-        # does the client (start-up is bench_startup's: here the same for 1 and 2 workers)
-        client.run(lambda: __import__("voxelstream_ct.windowing") and __import__("voxelstream.runner"))
+        # use_scheduler had every worker import the engine and build its plugin manager
+        # (voxelstream.worker_setup.WarmUp), as a command does; the client does the same here
+        # (start-up is bench_startup's: the same for 1 and 2 workers)
         stages = _ct_stages()
         get_plugin_manager()
         workers = len(client.nthreads())
+        output = f"iso-{workers}"
+        if mode == "fresh":
+            for old in Path(store_path).glob(f"volumes/*/{output}"):
+                shutil.rmtree(old)
         started = time.perf_counter()
-        report = run_pipeline(store, stages, output=f"iso-{workers}", force=True, out=open("/dev/null", "w"))
+        report = run_pipeline(store, stages, output=output, force=mode == "rerun", out=open("/dev/null", "w"))
         elapsed = time.perf_counter() - started
     assert report.exit_code == 0
     return {"run_s": elapsed, "workers": workers}
+
+
+def child_share(store_path: str, part: str, nparts: str, output: str) -> None:
+    """The ceiling of `inflight`: this process's share (every ``nparts``-th volume from
+    ``part``) of the same volumes' work, each volume as a worker task runs it, with no dask
+    scheduler, client or worker around it. Prints ``ready``, waits for a line on stdin (so the
+    processes of one measurement start together), prints the seconds it took."""
+    import functools
+
+    import dask
+
+    import voxelstream.runner as runner
+    from voxelstream.pipeline import _build
+    from voxelstream.plugins import get_plugin_manager
+    from voxelstream.store import open_store
+
+    get_plugin_manager()
+    store = open_store(store_path)
+    stages = _ct_stages()
+    params = {"input": "image", "stages": [c.as_dict() for c in stages], "chunks": None}
+    jobs = runner.stored_jobs(store, "image", functools.partial(_build, store, "image", stages))
+    works = [runner._Work(store_path, job, output, params, None, False, {"stage": "run"}, False, None, False)
+             for job in jobs]
+    with dask.config.set(scheduler="sync"):
+        runner._execute_each([dataclasses.replace(w, output=f"{output}-warm{part}") for w in works[:2]])
+        print("ready", flush=True)
+        sys.stdin.readline()
+        started = time.perf_counter()
+        runner._execute_each(works[int(part)::int(nparts)])
+        print(json.dumps({"run_s": time.perf_counter() - started}), flush=True)
 
 
 def child_overhead(store_path: str, mode: str) -> dict:
@@ -441,7 +482,7 @@ def child_discovery(folder: str, mode: str) -> dict:
     return {"s": time.perf_counter() - t0, "files": len(files), "series": n}
 
 
-CHILDREN = {"crc_share": child_crc_share, "checksum_inproc": child_checksum_inproc, "chunkmap": child_chunkmap, "crc_micro": child_crc_micro, "inflight": child_inflight, "overhead": child_overhead, "checksum": child_checksum,
+CHILDREN = {"share": child_share, "crc_share": child_crc_share, "checksum_inproc": child_checksum_inproc, "chunkmap": child_chunkmap, "crc_micro": child_crc_micro, "inflight": child_inflight, "overhead": child_overhead, "checksum": child_checksum,
             "discovery": child_discovery}
 
 
@@ -509,24 +550,73 @@ class _Cluster:
 def bench_inflight(work: Path, runs: int) -> str:
     store = work / "small.zarr"
     make_small_store(store, N_SMALL, SMALL_SHAPE)
-    res: dict[int, list] = {1: [], 2: []}
-    for _ in range(runs):
-        for n in res:
-            with _Cluster(n) as address:
-                res[n].append(measure("inflight", str(store), address))
-    rows = [(n, med(r["run_s"] for r, _ in rs), med(c.peak_rss_gib for _, c in rs)) for n, rs in res.items()]
-    speed = rows[0][1] / rows[1][1]
-    pairs = [a["run_s"] / b["run_s"] for (a, _), (b, _) in zip(res[1], res[2])]
-    return ("| dask workers (1 thread each) | 150 volumes (s) | per volume (ms) | client peak RSS (GiB) |\n"
-            "|---|---|---|---|\n"
-            + "\n".join(f"| {n} | {t:.2f} | {t / N_SMALL * 1000:.0f} | {m:.2f} |" for n, t, m in rows)
-            + f"\n\n2 workers vs 1: **{speed:.2f}x** (target >= 1.7x); run by run (each pair back to back): "
-              + ", ".join(f"{r:.2f}x" for r in pairs) + f" (median {med(pairs):.2f}x). The cluster is what `--scheduler local:N` "
-              "starts (N single-thread workers), started by hand with `dask scheduler` / `dask worker` so that "
-              "each process is its own session: this shared machine's kernel shares CPU between sessions "
-              "(autogroup), so workers started inside one session would split one session's share whatever "
-              "their number. Timed after every worker and the client imported the plugins; cluster start not included. "
-              "Each run replaces the previous run's outputs (--force), as a rerun does.")
+    modes = ("fresh", "rerun")
+    res: dict[tuple[str, int], list] = {(m, n): [] for m in modes for n in (1, 2)}
+    for i in range(runs):
+        for mode in modes:  # each pair back to back, 1 worker first in even runs, 2 first in odd ones
+            for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+                with _Cluster(n) as address:
+                    res[mode, n].append(measure("inflight", str(store), address, mode))
+    lines = ["| run | dask workers (1 thread each) | 150 volumes (s) | per volume (ms) | client peak RSS (GiB) |",
+             "|---|---|---|---|---|"]
+    verdicts = []
+    for mode in modes:
+        rows = [(n, med(r["run_s"] for r, _ in res[mode, n]), med(c.peak_rss_gib for _, c in res[mode, n]))
+                for n in (1, 2)]
+        lines += [f"| {mode} | {n} | {t:.2f} | {t / N_SMALL * 1000:.1f} | {m:.2f} |" for n, t, m in rows]
+        pairs = [a["run_s"] / b["run_s"] for (a, _), (b, _) in zip(res[mode, 1], res[mode, 2])]
+        verdicts.append(f"{mode}: 2 workers vs 1 **{rows[0][1] / rows[1][1]:.2f}x**; pair by pair "
+                        + ", ".join(f"{r:.2f}x" for r in pairs) + f" (median {med(pairs):.2f}x, "
+                        f"interquartile {statistics.quantiles(pairs, n=4)[0]:.2f}-{statistics.quantiles(pairs, n=4)[2]:.2f}x)")
+    return ("\n".join(lines) + "\n\n" + "; ".join(verdicts) + " (target >= 1.7x). "
+            "`fresh`: the output is made for the first time (the previous run's copy deleted before the clock "
+            "starts); `rerun`: `--force` replaces it, so each volume also deletes its old output while timed. "
+            "The cluster is what `--scheduler local:N` starts (N single-thread workers), started by hand with "
+            "`dask scheduler` / `dask worker` so that each process is its own session: this shared machine's "
+            "kernel shares CPU between sessions (autogroup), so workers started inside one session would split "
+            "one session's share whatever their number. Timed from after `use_scheduler` returned (the workers "
+            "warmed up, voxelstream.worker_setup) to the end of `run_pipeline`; cluster start not included.")
+
+
+def _shares(store: Path, n: int) -> float:
+    """Wall time of :func:`child_share` in ``n`` processes started together (their slowest)."""
+    import shutil
+    import subprocess
+    import uuid
+
+    output = f"share-{uuid.uuid4().hex[:8]}"
+    procs = [subprocess.Popen([sys.executable, str(HERE), "--child", "share", str(store), str(i), str(n), output],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                              env={**__import__("os").environ, "VOXELSTREAM_PROGRESS": "0"})
+             for i in range(n)]
+    for p in procs:
+        assert p.stdout.readline().strip() == "ready"
+    for p in procs:
+        p.stdin.write("\n")
+        p.stdin.flush()
+    took = max(json.loads(p.stdout.readline())["run_s"] for p in procs)
+    for p in procs:
+        p.wait()
+    for old in [*store.glob(f"volumes/*/{output}"), *store.glob(f"volumes/*/{output}-warm*")]:
+        shutil.rmtree(old)
+    return took
+
+
+def bench_ceiling(work: Path, runs: int) -> str:
+    store = work / "small.zarr"
+    make_small_store(store, N_SMALL, SMALL_SHAPE)
+    res: dict[int, list[float]] = {1: [], 2: []}
+    for i in range(runs):
+        for n in ((1, 2) if i % 2 == 0 else (2, 1)):
+            res[n].append(_shares(store, n))
+    pairs = [a / b for a, b in zip(res[1], res[2])]
+    return ("| processes (no dask) | 150 volumes (s) |\n|---|---|\n"
+            + "\n".join(f"| {n} | {med(t):.2f} |" for n, t in res.items())
+            + f"\n\n2 processes vs 1: **{med(res[1]) / med(res[2]):.2f}x**; pair by pair "
+            + ", ".join(f"{r:.2f}x" for r in pairs) + f" (median {med(pairs):.2f}x). The ceiling of `inflight`: "
+            "the same volumes' work (each volume as a worker task runs it: lock, skip check, build, "
+            "direct write, commit) split over plain processes started together, each in its own "
+            "session, with no scheduler, client or worker event loop; fresh outputs.")
 
 
 def bench_overhead(work: Path, runs: int) -> str:
@@ -633,7 +723,7 @@ def bench_discovery(work: Path, runs: int) -> str:
               "(VOXELSTREAM_DISCOVERY_WORKERS=N).")
 
 
-BENCHES = {"inflight": bench_inflight, "overhead": bench_overhead, "checksum": bench_checksum,
+BENCHES = {"inflight": bench_inflight, "ceiling": bench_ceiling, "overhead": bench_overhead, "checksum": bench_checksum,
            "chunkmap": bench_chunkmap, "discovery": bench_discovery}
 
 
