@@ -99,6 +99,32 @@ def test_small_volumes_share_tasks_on_a_cluster_and_one_fails_alone(tmp_path):
         np.testing.assert_array_equal(store.open(vid, "smooth").data.compute(), store.open(vid, "ref").data.compute())
 
 
+@pytest.mark.distributed
+def test_small_scans_are_ingested_several_to_a_task_and_read_as_simpleitk_reads_them(tmp_path):
+    import io
+
+    from distributed import get_task_stream
+
+    from voxelstream.ingest import ingest
+    from voxelstream.scheduler import use_scheduler
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    for i in range(8):
+        _write_mhd(scans / f"s{i}.mhd", i)
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    with use_scheduler("local:2") as client, get_task_stream(client) as tasks:
+        report = ingest([str(scans)], store, out=io.StringIO(), err=io.StringIO())
+    assert report.exit_code == 0
+    keys = {t["key"] for t in tasks.data}
+    assert any("-and-" in k for k in keys) and len(keys) < 8, keys  # their files' sizes let them share
+    assert len(store.volume_ids("image")) == 8
+    for i in range(8):
+        want = sitk.GetArrayFromImage(sitk.ReadImage(str(scans / f"s{i}.mhd")))
+        vid = next(v for v in store.volume_ids("image") if v.endswith(f"s{i}"))
+        np.testing.assert_array_equal(store.open(vid).data.compute()[0], want)
+
+
 def _warm() -> tuple[bool, bool]:
     import sys
 

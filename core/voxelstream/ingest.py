@@ -39,17 +39,29 @@ def source_fingerprint(src: Source) -> dict[str, Any]:
     """What an ingested volume was made from: a digest of its files' names, sizes and
     modification times (a salted-free hash: no path reaches the store). A series that gains
     a slice, or a file rewritten in place, gets a new fingerprint, so a plain rerun redoes it."""
-    files = [Path(f) for f in getattr(src, "files", ()) or ()] or _files_of(src.location)
     h = hashlib.sha256()
     n = 0
-    for f in sorted(files):
-        try:
-            st = f.stat()
-        except OSError:
-            continue
+    for f, st in _stats(src):
         h.update(f"{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
         n += 1
     return {"reader": src.reader, "files": n, "sha256": h.hexdigest()}
+
+
+def _stats(src: Source) -> Iterator[tuple[Path, os.stat_result]]:
+    """The files a volume is read from (sorted) with their stat results; vanished ones left out."""
+    files = [Path(f) for f in getattr(src, "files", ()) or ()] or _files_of(src.location)
+    for f in sorted(files):
+        try:
+            yield f, f.stat()
+        except OSError:
+            continue
+
+
+def source_bytes(src: Source) -> int:
+    """The bytes of a volume's files: the size that decides, on dask.distributed, whether
+    small volumes share a task (:attr:`VolumeJob.nbytes`; a compressed file counts as its size
+    on disk, which only lets more of them share one: they are still computed one at a time)."""
+    return sum(st.st_size for _, st in _stats(src))
 
 
 def _jobs(inputs: Sequence[str], options: ReadOptions) -> Iterator[VolumeJob]:
@@ -68,7 +80,7 @@ def _jobs(inputs: Sequence[str], options: ReadOptions) -> Iterator[VolumeJob]:
         seen[item.volume_id] = item.location
         yield VolumeJob(item.volume_id, build=functools.partial(_counted, item.open),
                         fingerprint=functools.partial(source_fingerprint, item),
-                        info={"reader": item.reader})
+                        info={"reader": item.reader}, nbytes=source_bytes(item))
 
 
 def _counted(open_volume: Any) -> Any:
