@@ -244,22 +244,61 @@ def test_public_read_api_regions_arrays_and_picklable_readers(tmp_path):
         store.reader("ct", "iso")
 
 
-def test_a_replaced_output_is_deleted_in_the_background_and_a_dead_processs_copy_by_the_next_writer(tmp_path):
+def test_a_replaced_output_is_deleted_in_the_background_and_a_dead_processs_copy_by_the_next_writer(
+        tmp_path, monkeypatch):
+    from voxelstream.store import cleanup
     from voxelstream.store.cleanup import wait_removed
 
+    handed = []
+    real = cleanup.remove_later
+
+    def spy(path):  # the old copy reaches the deleting thread whole, moved out of the output's place
+        handed.append((path, (path / "zarr.json").is_file()))
+        real(path)
+
+    monkeypatch.setattr(cleanup, "remove_later", spy)
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     first, second = sample_volume((12, 12, 12), seed=1), sample_volume((12, 12, 12), seed=2)
     store.write(first, "v", chunks=8)
+    assert handed == []  # nothing replaced, nothing to delete
     store.write(second, "v", chunks=8)  # replaces it: the old one moved aside, then deleted
     np.testing.assert_array_equal(store.open("v").data.compute(), second.data.compute())
+    assert len(handed) == 1 and handed[0][1] and handed[0][0].parent == store.path / ".staging" / "v"
     wait_removed()
     assert [p.name for p in (store.path / ".staging" / "v").iterdir()] == []
     # a process that died before deleting it leaves the moved-aside copy: the next writer of
     # that output removes it
-    leftover = store.path / ".staging" / "v" / "image-0123.old"
+    leftover = store.path / ".staging" / "v" / f"image-{'ab12' * 8}.old"  # <name>-<token>.old
     (leftover / "0" / "c").mkdir(parents=True)
     (leftover / "zarr.json").write_text("{}")
     store.write(first, "v", chunks=8, params={"again": 1})
     wait_removed()
     assert [p.name for p in (store.path / ".staging" / "v").iterdir()] == []
     np.testing.assert_array_equal(store.open("v").data.compute(), first.data.compute())
+
+
+def test_writing_one_output_never_clears_another_outputs_staging(tmp_path):
+    """Output ``a``'s writer clears what dead writers of ``a`` left under .staging; ``a-b`` (another
+    output, another lock) staged at the same time must survive it and commit whole."""
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    vol = sample_volume((12, 12, 12), seed=4)
+    delayed, finish = store.write(vol, "v", "a-b", chunks=8, compute=False)
+    dask.compute(delayed)
+    store.write(vol, "v", "a", chunks=8)
+    finish()
+    assert store.is_complete("v", "a-b")
+    np.testing.assert_array_equal(store.open("v", "a-b").data.compute(), vol.data.compute())
+
+
+def test_a_staged_output_whose_array_vanished_is_never_marked_complete(tmp_path):
+    import shutil
+
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    vol = sample_volume((12, 12, 12), seed=5)
+    delayed, finish = store.write(vol, "v", "x", chunks=8, compute=False)
+    dask.compute(delayed)
+    for staged in (store.path / ".staging" / "v").iterdir():
+        shutil.rmtree(staged / "0")
+    with pytest.raises(StoreError, match="staged array is gone"):
+        finish()
+    assert not store.is_complete("v", "x")

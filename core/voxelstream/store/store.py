@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -262,12 +263,14 @@ class Store:
             layout.write_doc(doc_path, group)
 
     def _clear_staging(self, volume_id: str, name: str, keep: str = "") -> None:
-        """Remove what dead writers of this output left under .staging (we hold its lock)."""
+        """Remove what dead writers of this output left under .staging (we hold its lock):
+        ``<name>-<token>`` folders and their ``.old`` copies, never another output's (output
+        ``a``'s lock does not cover ``a-b``'s ``a-b-<token>``)."""
         d = self.path / layout.staging_rel(volume_id, name, "x").rsplit("/", 1)[0]
-        prefix = f"{safe_id(name, 'output name')}-"
+        mine = re.compile(re.escape(safe_id(name, "output name")) + r"-[0-9a-f]{32}(\.old)?")
         try:
             for p in d.iterdir():
-                if p.name.startswith(prefix) and p.name != keep:
+                if mine.fullmatch(p.name) and p.name != keep:
                     shutil.rmtree(p, ignore_errors=True)
         except FileNotFoundError:
             pass
@@ -425,6 +428,9 @@ class Store:
                 attrs["written"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
                 # which chunks hold a file: a deleted one would otherwise read as fill value
                 # without a word (chunks of fill value only are never stored)
+                if not (stage_dir / layout.ARRAY / "zarr.json").is_file():  # never complete without its array
+                    raise StoreError(f"{self._label(volume_id, name)}: its staged array is gone (removed by another "
+                                     "process?); nothing was committed, run the command again")
                 attrs.update(chunk_map() if chunk_map is not None else chunkmap.record(stage_dir / layout.ARRAY))
                 layout.write_doc(stage_dir / "zarr.json", layout.group_doc(group), atomic=False)
                 if before_commit is not None:
