@@ -117,3 +117,23 @@ def test_ingest_then_ct_preprocess_on_a_real_cluster_equals_threads(tmp_path, cl
     again = _run("ct", "preprocess", "--store", str(b.path), "--chunks", "16", "--scheduler", cluster)
     assert again.stdout.count("(already done)") == 3
     print(f"cluster test body: {time.perf_counter() - t0:.1f} s")
+
+
+def test_connecting_warms_up_the_scheduler_and_every_worker(cluster):
+    """The scheduler unpickles every task and each worker runs them: ``use_scheduler`` has both
+    import the engine when it connects, not inside the first volume (real processes here: a
+    LocalCluster's scheduler would share this test's imports)."""
+    from distributed import Client
+
+    from voxelstream.scheduler import use_scheduler
+
+    def loaded() -> bool:
+        import sys
+
+        return "voxelstream.runner" in sys.modules
+
+    with Client(cluster, timeout="30s") as plain:  # a bare connection imports nothing there
+        assert not plain.run_on_scheduler(loaded) and not any(plain.run(loaded).values())
+    with use_scheduler(cluster) as client:
+        assert client.run_on_scheduler(loaded)
+        assert list(client.run(loaded).values()) == [True, True]

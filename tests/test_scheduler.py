@@ -125,6 +125,40 @@ def test_small_scans_are_ingested_several_to_a_task_and_read_as_simpleitk_reads_
         np.testing.assert_array_equal(store.open(vid).data.compute()[0], want)
 
 
+@pytest.mark.distributed
+def test_a_volume_that_kills_its_worker_fails_alone_though_it_shared_a_task(tmp_path):
+    import functools
+    import io
+
+    import dask
+
+    from voxelstream.runner import VolumeJob, run_per_volume
+    from voxelstream.scheduler import use_scheduler
+
+    def build(vid):  # a closure: travels by value to the workers
+        import os
+
+        from voxelstream.testing import sample_volume
+
+        if vid == "v01":
+            os._exit(3)  # a crash in native code, say: the worker process dies
+        return sample_volume((6, 6, 6), seed=int(vid[1:]))
+
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    jobs = [VolumeJob(f"v{i:02d}", functools.partial(build, f"v{i:02d}"), nbytes=10) for i in range(16)]
+    out, err = io.StringIO(), io.StringIO()
+    # no retries, and one task per worker at a time: the task on a dying worker is the one that
+    # killed it (by default dask retries a task whose worker died 3 times, so a bystander task
+    # queued on that worker runs again elsewhere)
+    config = {"distributed.scheduler.allowed-failures": 0, "distributed.scheduler.worker-saturation": 1.0}
+    with dask.config.set(config), use_scheduler("local:2"):
+        report = run_per_volume(store, jobs, output="img", command="test", params={}, out=out, err=err)
+    errors = err.getvalue().strip().splitlines()
+    assert report.exit_code == 1
+    assert len(errors) == 1 and errors[0].startswith("error: v01: "), errors
+    assert store.volume_ids("img") == [f"v{i:02d}" for i in range(16) if i != 1]
+
+
 def _warm() -> tuple[bool, bool]:
     import sys
 
@@ -137,10 +171,9 @@ def test_workers_load_the_engine_and_plugins_when_the_client_connects_and_when_t
     from voxelstream.scheduler import use_scheduler
 
     with use_scheduler("local:2") as client:
-        # nothing was submitted: the warm-up plugin did it, on every worker; the scheduler
-        # (which unpickles every task) has the engine imported too
+        # nothing was submitted: the warm-up plugin did it, on every worker (the scheduler's
+        # import: tests/test_cluster.py, where the scheduler is a process of its own)
         assert list(client.run(_warm).values()) == [(True, True)] * 2
-        assert client.run_on_scheduler(_warm)[0]
         client.cluster.scale(3)
         client.wait_for_workers(3, timeout=120)
         assert list(client.run(_warm).values()) == [(True, True)] * 3

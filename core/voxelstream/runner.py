@@ -364,12 +364,22 @@ def _pending(executor: Any, client: Any, works: Iterator[tuple[int, VolumeJob, _
         def each(batch: list[tuple[int, VolumeJob, _Work]], fut: Any) -> Iterator[tuple[int, VolumeJob, Any]]:
             try:
                 results = fut.result()
-            except Exception as exc:  # the task itself failed (a lost worker): each of its volumes
+            except Exception as exc:  # the task itself failed (its worker died: a crash in native code)
+                if len(batch) > 1:
+                    # one volume may have killed it: each goes again in a task of its own, so
+                    # that only the volume that kills its worker fails (the others are redone,
+                    # or found done)
+                    for item in batch:
+                        again = submit([item])
+                        running[again] = [item]
+                        queue.add(again)
+                    return
+
                 def raise_it(exc: Exception = exc) -> dict[str, Any]:
                     raise exc
 
-                for n, job, _ in batch:
-                    yield n, job, raise_it
+                n, job, _ = batch[0]
+                yield n, job, raise_it
                 return
             for (n, job, _), res in zip(batch, results):
                 yield n, job, lambda res=res: _result(res)
