@@ -43,6 +43,13 @@ def test_latin1_is_read_with_one_note_per_file(tmp_path: Path, capsys: pytest.Ca
     assert err == f"note: {p}:3: test table is not UTF-8 (byte 0xe9); read as Latin-1\n"
 
 
+def test_a_bom_before_latin1_text_is_dropped_and_the_note_names_the_right_byte(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = _write(tmp_path, "bomlatin1.csv", b"\xef\xbb\xbf" + "seriesuid,coordX\n1.2.3,1\ncaf\xe9,2\n".encode("latin-1"))
+    assert _rows(p) == [(2, ["1.2.3", "1"]), (3, ["caf\xe9", "2"])]
+    assert capsys.readouterr().err == f"note: {p}:3: test table is not UTF-8 (byte 0xe9); read as Latin-1\n"
+
+
 def test_missing_file_names_it(tmp_path: Path) -> None:
     p = tmp_path / "nope.csv"
     with pytest.raises(ReadError, match=rf"^{p}: cannot read the test table \(.*\); check the path$"):

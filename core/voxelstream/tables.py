@@ -54,8 +54,9 @@ def read_text(path: str | Path, what: str) -> str:
         raw = p.read_bytes()
     except OSError as exc:
         raise ReadError(f"{p}: cannot read the {what} table ({exc.strerror or exc}); check the path") from None
+    raw = raw.removeprefix(b"\xef\xbb\xbf")  # a BOM, whatever the rest is encoded in
     try:
-        return raw.decode("utf-8-sig")
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         if str(p) not in _NOTED_LATIN1:
             _NOTED_LATIN1.add(str(p))
