@@ -131,7 +131,8 @@ def _ct_stages():
 def child_inflight(store_path: str, scheduler: str, mode: str = "fresh") -> dict:
     """One timed ``run_pipeline`` of the 150 volumes. ``fresh``: the output is made for the first
     time (the previous run's copy is deleted before the clock starts); ``rerun``: ``--force``
-    replaces it, so every volume also deletes its old output while timed."""
+    replaces it, so every volume also moves its old output aside, for a background thread to
+    delete (the last ones after the clock stops, when the worker exits)."""
     import shutil
 
     from voxelstream.pipeline import run_pipeline
@@ -570,7 +571,8 @@ def bench_inflight(work: Path, runs: int) -> str:
                         f"interquartile {statistics.quantiles(pairs, n=4)[0]:.2f}-{statistics.quantiles(pairs, n=4)[2]:.2f}x)")
     return ("\n".join(lines) + "\n\n" + "; ".join(verdicts) + " (target >= 1.7x). "
             "`fresh`: the output is made for the first time (the previous run's copy deleted before the clock "
-            "starts); `rerun`: `--force` replaces it, so each volume also deletes its old output while timed. "
+            "starts); `rerun`: `--force` replaces it, so each volume also moves its old output aside for a background "
+            "thread to delete (the last ones after the clock stops). "
             "The cluster is what `--scheduler local:N` starts (N single-thread workers), started by hand with "
             "`dask scheduler` / `dask worker` so that each process is its own session: this shared machine's "
             "kernel shares CPU between sessions (autogroup), so workers started inside one session would split "
