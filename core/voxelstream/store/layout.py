@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,29 @@ def output_rel(volume_id: str, name: str) -> str:
 
 
 def staging_rel(volume_id: str, name: str, token: str) -> str:
-    return f".staging/{safe_id(volume_id)}/{safe_id(name, 'output name')}-{token}"
+    return f"{staging_dir_rel(volume_id)}/{safe_id(name, 'output name')}-{token}"
+
+
+def staging_dir_rel(volume_id: str) -> str:
+    """The folder holding the volume's staged outputs (of every output name)."""
+    return f".staging/{safe_id(volume_id)}"
+
+
+def new_token() -> str:
+    """A fresh write token (32 hex digits): names the staged folder, marks the completed output."""
+    return uuid.uuid4().hex
+
+
+#: The suffix of a replaced output's copy, moved aside beside the staged folder that replaced it.
+OLD_SUFFIX = ".old"
+
+
+def is_staged(name: str, entry: str) -> bool:
+    """Whether ``entry`` (a name in :func:`staging_dir_rel`) is a staged folder of output
+    ``name`` or its replaced copy: ``<name>-<token>[.old]``. Output ``a``'s entries never
+    include ``a-b``'s, whose lock is another."""
+    return re.fullmatch(re.escape(safe_id(name, "output name")) + r"-[0-9a-f]{32}" + f"({re.escape(OLD_SUFFIX)})?",
+                        entry) is not None
 
 
 def lock_rel(volume_id: str, name: str) -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import os
-import re
 import shutil
 import sys
 import uuid
@@ -266,11 +265,10 @@ class Store:
         """Remove what dead writers of this output left under .staging (we hold its lock):
         ``<name>-<token>`` folders and their ``.old`` copies, never another output's (output
         ``a``'s lock does not cover ``a-b``'s ``a-b-<token>``)."""
-        d = self.path / layout.staging_rel(volume_id, name, "x").rsplit("/", 1)[0]
-        mine = re.compile(re.escape(safe_id(name, "output name")) + r"-[0-9a-f]{32}(\.old)?")
+        d = self.path / layout.staging_dir_rel(volume_id)
         try:
             for p in d.iterdir():
-                if mine.fullmatch(p.name) and p.name != keep:
+                if layout.is_staged(name, p.name) and p.name != keep:
                     shutil.rmtree(p, ignore_errors=True)
         except FileNotFoundError:
             pass
@@ -278,7 +276,7 @@ class Store:
     def sweep(self, volume_id: str, name: str) -> None:
         """Remove what dead writers of this output left under ``.staging`` (only when no
         live writer holds its lock; cheap when there is nothing)."""
-        d = self.path / layout.staging_rel(volume_id, name, "x").rsplit("/", 1)[0]
+        d = self.path / layout.staging_dir_rel(volume_id)
         if not d.is_dir():
             return
         with try_lock(self.path / layout.lock_rel(volume_id, name)) as mine:
@@ -338,7 +336,7 @@ class Store:
         if not keep_phi:
             meta.pop(PHI_KEY, None)
         meta.setdefault("id", volume_id)
-        token = uuid.uuid4().hex
+        token = layout.new_token()
         self._ensure_volume_group(volume_id)
         stage_rel = layout.staging_rel(volume_id, name, token)
         if not whole:  # we hold the output's lock: what is staged for it belongs to dead writers
@@ -448,7 +446,7 @@ class Store:
         is deleted in the background, :mod:`.cleanup`)."""
         from .cleanup import remove_later
 
-        old = staged.with_name(staged.name + ".old")
+        old = staged.with_name(staged.name + layout.OLD_SUFFIX)
         replaced = False
         try:
             if final.exists():
