@@ -195,7 +195,7 @@ def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone()
             assert len(b) <= (len(items) - b[0][0] + 1) // (TAIL_TASKS * 2)
     assert any(len(b) == MAX_BATCH for b in batches)
     # the end of the run: one volume per task, TAIL_TASKS per worker thread
-    assert [len(b) for b in batches][-2 * TAIL_TASKS:] == [1] * (2 * TAIL_TASKS)
+    assert [len(b) for b in batches][-int(2 * TAIL_TASKS):] == [1] * int(2 * TAIL_TASKS)
 
 
 _DEFERRED = """

@@ -303,11 +303,13 @@ def _result(res: dict[str, Any]) -> dict[str, Any]:
 BATCH_BYTES = 16 * 2**20
 MAX_BATCH = 32
 #: Batches shrink so that this many tasks per worker thread remain for what is left (150
-#: volumes on 2 workers: 19 tasks, 32 29 22 16 12 9 7 5 4 3 2 2 1 ...). Two, because a worker
-#: already holds its next task when it starts one: with one, a 13-volume batch could land on
-#: the worker that was ahead and the workers ended 20-80 ms apart. A task costs the client,
-#: the scheduler and the worker about 3 ms of CPU in all (benchmarks/RESULTS.md).
-TAIL_TASKS = 2
+#: volumes on 2 workers: 14 tasks, 32 32 28 19 13 8 6 4 2 2 1 1 1 1). Each task costs the
+#: client and the scheduler about 6 ms of CPU on this 2-core machine (10 message hops), taken
+#: from the volumes' share of the cores; the last tasks must be small enough that the workers
+#: finish together (a worker already holds its next task when it starts one). 2 made 19 tasks,
+#: 1 made 10 but let the workers end up to 80 ms apart; 1.5 was faster than both
+#: (benchmarks/RESULTS.md, "Volumes in flight, warm workers").
+TAIL_TASKS = 1.5
 
 
 def _batches(works: Iterator[tuple[int, VolumeJob, _Work]], total: int,
@@ -319,7 +321,7 @@ def _batches(works: Iterator[tuple[int, VolumeJob, _Work]], total: int,
     for item in works:
         est = item[1].nbytes
         # keep TAIL_TASKS tasks per worker thread for what is left: no worker idles at the end
-        limit = max(1, min(MAX_BATCH, (total - batch[0][0] + 1) // (TAIL_TASKS * threads))) if batch else 1
+        limit = max(1, min(MAX_BATCH, int((total - batch[0][0] + 1) // (TAIL_TASKS * threads)))) if batch else 1
         if batch and (est is None or size + est > BATCH_BYTES or len(batch) >= limit):
             yield batch
             batch, size = [], 0
@@ -490,9 +492,12 @@ def run_per_volume(
                 progress.advance()
                 continue
             try:
-                if not force:
+                # the inputs' fingerprint only for an output that is complete: a fresh run reads
+                # two documents per volume here, not four (the worker checks again, under the lock)
+                attrs = {} if force else store.output_attrs(job.volume_id, output)
+                if attrs.get("complete") is True:
                     fp = dict(job.fingerprint()) if job.fingerprint else {}
-                    if store.is_complete(job.volume_id, output, params, fingerprint=fp):
+                    if store.is_complete(job.volume_id, output, params, fingerprint=fp, attrs=attrs):
                         store.sweep(job.volume_id, output)
                         print(f"{prefix(n)}{printable(job.volume_id)}\t({skipped_text})", file=out, flush=True)
                         add(Outcome(job.name, "skipped", info={"id": job.volume_id, **job.info}), t0)

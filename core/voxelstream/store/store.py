@@ -159,10 +159,12 @@ class Store:
     attrs = output_attrs  # the name plugins have used
 
     def is_complete(self, volume_id: str, name: str = "image", params: Mapping[str, Any] | None = None,
-                    *, fingerprint: Mapping[str, Any] | None = None) -> bool:
+                    *, fingerprint: Mapping[str, Any] | None = None,
+                    attrs: Mapping[str, Any] | None = None) -> bool:
         """True when the output was fully written (and, when given, with these ``params``
-        and made from inputs with this ``fingerprint``)."""
-        a = self.output_attrs(volume_id, name)
+        and made from inputs with this ``fingerprint``). ``attrs``: as for
+        :meth:`completion_token`."""
+        a = self.output_attrs(volume_id, name) if attrs is None else attrs
         if a.get("complete") is not True:
             return False
         if params is not None and a.get("params") != jsonable(params):
