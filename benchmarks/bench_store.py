@@ -133,6 +133,7 @@ def child_inflight(store_path: str, scheduler: str, mode: str = "fresh") -> dict
     time (the previous run's copy is deleted before the clock starts); ``rerun``: ``--force``
     replaces it, so every volume also moves its old output aside, for a background thread to
     delete (the last ones after the clock stops, when the worker exits)."""
+    import os
     import shutil
 
     from voxelstream.pipeline import run_pipeline
@@ -152,6 +153,9 @@ def child_inflight(store_path: str, scheduler: str, mode: str = "fresh") -> dict
         if mode == "fresh":
             for old in Path(store_path).glob(f"volumes/*/{output}"):
                 shutil.rmtree(old)
+        # the previous run's writes and deletions reach the disk now, not during this run (this
+        # disk is mounted with `discard`: a deletion's cost comes at the next journal commit)
+        os.sync()
         started = time.perf_counter()
         report = run_pipeline(store, stages, output=output, force=mode == "rerun", out=open("/dev/null", "w"))
         elapsed = time.perf_counter() - started
