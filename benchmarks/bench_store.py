@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import sys
 import time
@@ -133,7 +134,6 @@ def child_inflight(store_path: str, scheduler: str, mode: str = "fresh") -> dict
     time (the previous run's copy is deleted before the clock starts); ``rerun``: ``--force``
     replaces it, so every volume also moves its old output aside, for a background thread to
     delete (the last ones after the clock stops, when the worker exits)."""
-    import os
     import shutil
 
     from voxelstream.pipeline import run_pipeline
@@ -472,8 +472,6 @@ def child_discovery(folder: str, mode: str) -> dict:
         uids = {pydicom.dcmread(f, stop_before_pixels=True).SeriesInstanceUID for f in files}
         n = len(uids)
     else:  # voxelstream-serial | voxelstream-threads (the default) | voxelstream-processes-N
-        import os
-
         import voxelstream.parallel as parallel
 
         if mode == "voxelstream-serial":
@@ -492,8 +490,6 @@ CHILDREN = {"share": child_share, "crc_share": child_crc_share, "checksum_inproc
 
 
 def child(kind: str, *args: str) -> None:
-    import os
-
     os.setsid()  # its own session, so its own CPU share on a shared machine (see _Cluster)
     sys.path.insert(0, str(HERE.parent))
     print(json.dumps(CHILDREN[kind](*args)))
@@ -593,7 +589,7 @@ def _shares(store: Path, n: int) -> float:
     output = f"share-{uuid.uuid4().hex[:8]}"
     procs = [subprocess.Popen([sys.executable, str(HERE), "--child", "share", str(store), str(i), str(n), output],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                              env={**__import__("os").environ, "VOXELSTREAM_PROGRESS": "0"})
+                              env={**os.environ, "VOXELSTREAM_PROGRESS": "0"})
              for i in range(n)]
     for p in procs:
         assert p.stdout.readline().strip() == "ready"
@@ -605,6 +601,7 @@ def _shares(store: Path, n: int) -> float:
         p.wait()
     for old in [*store.glob(f"volumes/*/{output}"), *store.glob(f"volumes/*/{output}-warm*")]:
         shutil.rmtree(old)
+    os.sync()  # as in child_inflight: this deletion is not paid inside the next measurement
     return took
 
 
@@ -710,8 +707,6 @@ def bench_chunkmap(work: Path, runs: int) -> str:
 
 def bench_discovery(work: Path, runs: int) -> str:
     folder = make_dicom_folder(work / "dicom5000")
-    import os
-
     res = {"pydicom": [], "voxelstream-serial": [], "voxelstream-threads": [],
            f"voxelstream-processes-{len(os.sched_getaffinity(0))}": []}
     for _ in range(runs):
