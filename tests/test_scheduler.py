@@ -159,6 +159,44 @@ def test_a_volume_that_kills_its_worker_fails_alone_though_it_shared_a_task(tmp_
     assert store.volume_ids("img") == [f"v{i:02d}" for i in range(16) if i != 1]
 
 
+def _settings(keys: list[str]) -> dict[str, str]:
+    import dask
+
+    return {key: str(dask.config.get(key)) for key in keys}
+
+
+@pytest.mark.distributed
+def test_local_clusters_wake_less_often_but_keep_what_the_user_set():
+    from pathlib import Path
+
+    import dask
+    import distributed
+    import yaml
+
+    from voxelstream.scheduler import LOCAL_CLUSTER_SETTINGS, use_scheduler
+
+    # dask's shipped defaults, from its own file (what a cluster started by hand would use)
+    shipped = yaml.safe_load((Path(distributed.__file__).parent / "distributed.yaml").read_text())
+
+    def default(key: str) -> str:
+        node = shipped
+        for part in key.split("."):
+            node = node[part]
+        return str(node)
+
+    keys = list(LOCAL_CLUSTER_SETTINGS)
+    mine = "distributed.admin.tick.interval"
+    with dask.config.set({mine: "50ms"}), use_scheduler("local:1") as client:
+        got = list(client.run(_settings, keys).values())[0]
+        tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time)
+    assert got[mine] == "50ms" and tick == 50  # the user's value, on the workers and the scheduler
+    for key in keys:
+        if key != mine:
+            assert got[key] == LOCAL_CLUSTER_SETTINGS[key][1] != default(key), key
+            assert LOCAL_CLUSTER_SETTINGS[key][0] == default(key), key  # still dask's default: it is replaced
+    assert _settings(keys) == {k: default(k) for k in keys}  # this process's config is left as it was
+
+
 def _warm() -> tuple[bool, bool]:
     import sys
 

@@ -67,8 +67,11 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
             assert n >= 1
         except (ValueError, AssertionError):
             raise VoxelstreamError(f"--scheduler {spec}: expected local:N with N >= 1 workers") from None
+        import dask
+
         # dashboard on a free port (":0"): two runs at once must not fight over 8787
-        with LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
+        with dask.config.set(_local_cluster_settings()), \
+                LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster:
             with Client(cluster) as client:
                 _warm_up(client)
                 if client.dashboard_link:
@@ -87,6 +90,30 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
             yield client
         return
     raise VoxelstreamError(f"--scheduler {spec!r}: unknown; {SCHEDULER_HELP}")
+
+
+#: dask settings of the local clusters voxelstream starts (``local:N``): ``key: (dask's default,
+#: ours)``. With dask's defaults every server wakes 50 times a second to time its event loop and
+#: every worker samples its own stack 100 times a second: an idle 2-worker cluster used about 90 ms
+#: of CPU a second, taken from the volumes' share of the cores (150 small volumes on 2 workers ran
+#: 6-8 % faster with these; benchmarks/RESULTS.md, "Volumes in flight, warm workers"). The
+#: dashboard keeps its profiles (coarser) and system plots (once a second); memory limits are
+#: checked twice a second.
+LOCAL_CLUSTER_SETTINGS: dict[str, tuple[str, str]] = {
+    "distributed.admin.tick.interval": ("20ms", "500ms"),
+    "distributed.worker.profile.interval": ("10ms", "100ms"),
+    "distributed.worker.memory.monitor-interval": ("100ms", "500ms"),
+    "distributed.admin.system-monitor.interval": ("500ms", "1s"),
+}
+
+
+def _local_cluster_settings() -> dict[str, str]:
+    """:data:`LOCAL_CLUSTER_SETTINGS` where the setting is still dask's default: a value the
+    user chose (a dask config file, a ``DASK_*`` variable) is kept."""
+    import dask
+
+    return {key: ours for key, (default, ours) in LOCAL_CLUSTER_SETTINGS.items()
+            if str(dask.config.get(key, default)) == default}
 
 
 def _warm_up(client: Any) -> None:
