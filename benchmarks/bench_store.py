@@ -1,8 +1,7 @@
 """Store and runner benchmark (issue 9, item 8), each comparison side by side in one run:
 
 * **in flight**: 150 small CT volumes (40 x 48 x 48 int16) preprocessed (resample to 1 mm +
-  lung window, the ``ct preprocess`` stages) on 2 single-thread dask workers vs 1 (what
-  ``local:2`` / ``local:1`` start), timed from after ``use_scheduler`` returned (workers warmed
+  lung window, the ``ct preprocess`` stages) with ``--scheduler local:2`` vs ``local:1``, timed from after ``use_scheduler`` returned (workers warmed
   up) to the end of the run; ``fresh`` (the output made for the first time) and ``rerun``
   (``--force`` replacing it), pairs back to back in alternating order.
 * **per-volume overhead on threads**: 150 tiny volumes (16^3) through the runner
@@ -490,7 +489,7 @@ CHILDREN = {"share": child_share, "crc_share": child_crc_share, "checksum_inproc
 
 
 def child(kind: str, *args: str) -> None:
-    os.setsid()  # its own session, so its own CPU share on a shared machine (see _Cluster)
+    os.setsid()  # its own session: the kernel (autogroup) shares the CPU between sessions first
     sys.path.insert(0, str(HERE.parent))
     print(json.dumps(CHILDREN[kind](*args)))
 
@@ -507,47 +506,6 @@ def med(xs):
     return statistics.median(xs)
 
 
-class _Cluster:
-    """``dask scheduler`` + N ``dask worker --nthreads 1`` processes on 127.0.0.1, each in its
-    own session (see :func:`child`), stopped on exit."""
-
-    def __init__(self, n: int):
-        self.n, self.procs = n, []
-
-    def __enter__(self) -> str:
-        import socket
-        import subprocess
-
-        dask_cli = str(Path(sys.executable).with_name("dask"))
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = sock.getsockname()[1]
-        address = f"tcp://127.0.0.1:{port}"
-        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, "start_new_session": True}
-        self.procs.append(subprocess.Popen([dask_cli, "scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                            "--dashboard-address", ":0"], **quiet))
-        for _ in range(self.n):
-            self.procs.append(subprocess.Popen([dask_cli, "worker", address, "--nthreads", "1", "--no-nanny",
-                                                "--memory-limit", "0"], **quiet))
-        from distributed import Client
-
-        with Client(address, timeout="60s") as client:
-            client.wait_for_workers(self.n, timeout=120)
-        return address
-
-    def __exit__(self, *exc) -> None:
-        for p in reversed(self.procs):
-            p.terminate()
-        import subprocess
-
-        for p in self.procs:
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:  # a worker still saying goodbye to its scheduler
-                p.kill()
-                p.wait()
-
-
 def bench_inflight(work: Path, runs: int) -> str:
     store = work / "small.zarr"
     make_small_store(store, N_SMALL, SMALL_SHAPE)
@@ -556,8 +514,7 @@ def bench_inflight(work: Path, runs: int) -> str:
     for i in range(runs):
         for mode in modes:  # each pair back to back, 1 worker first in even runs, 2 first in odd ones
             for n in ((1, 2) if i % 2 == 0 else (2, 1)):
-                with _Cluster(n) as address:
-                    res[mode, n].append(measure("inflight", str(store), address, mode))
+                res[mode, n].append(measure("inflight", str(store), f"local:{n}", mode))
     lines = ["| run | dask workers (1 thread each) | 150 volumes (s) | per volume (ms) | client peak RSS (GiB) |",
              "|---|---|---|---|---|"]
     verdicts = []
@@ -573,11 +530,11 @@ def bench_inflight(work: Path, runs: int) -> str:
             "`fresh`: the output is made for the first time (the previous run's copy deleted before the clock "
             "starts); `rerun`: `--force` replaces it, so each volume also moves its old output aside for a background "
             "thread to delete (the last ones after the clock stops). "
-            "The cluster is what `--scheduler local:N` starts (N single-thread workers), started by hand with "
-            "`dask scheduler` / `dask worker` so that each process is its own session: this shared machine's "
-            "kernel shares CPU between sessions (autogroup), so workers started inside one session would split "
-            "one session's share whatever their number. Timed from after `use_scheduler` returned (the workers "
-            "warmed up, voxelstream.worker_setup) to the end of `run_pipeline`; cluster start not included.")
+            "The cluster is the one `--scheduler local:N` starts (`use_scheduler`: N single-thread worker "
+            "processes under nannies, the scheduler and dashboard in the client's process, "
+            "voxelstream.scheduler.LOCAL_CLUSTER_SETTINGS), in a fresh process of its own session for each "
+            "measurement, the disk synced before the clock starts. Timed from after `use_scheduler` returned (the "
+            "workers warmed up, voxelstream.worker_setup) to the end of `run_pipeline`; cluster start not included.")
 
 
 def _shares(store: Path, n: int) -> float:
