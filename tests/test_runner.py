@@ -172,6 +172,35 @@ def test_volumes_are_in_flight_together_and_lines_name_each_volume(tmp_path):
     assert peak[0] == 3 and report.exit_code == 0  # in_flight=1: never two at once (peak unchanged)
 
 
+def test_stored_jobs_are_read_as_the_run_reaches_them_so_the_first_volume_starts_at_once(tmp_path):
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    for i in range(6):
+        store.write(sample_volume((6, 6, 6), seed=i), f"v{i}", chunks=8)
+    events = []
+    read = store.output_attrs
+
+    def output_attrs(vid, name="image"):
+        if name == "image":
+            events.append(f"read {vid}")
+        return read(vid, name)
+
+    store.output_attrs = output_attrs  # the store's own reads, seen from outside
+
+    def build(vid):
+        events.append(f"build {vid}")
+        return store.open(vid)
+
+    jobs = stored_jobs(store, "image", build)
+    assert len(jobs) == 6 and not [e for e in events if e.startswith("read")]  # counted, none read yet
+    report = run_per_volume(store, jobs, output="copy", command="test", params={}, in_flight=1, out=io.StringIO())
+    assert report.exit_code == 0 and store.volume_ids("copy") == [f"v{i}" for i in range(6)]
+    assert events.index("build v0") < events.index("read v5"), events  # the first volume ran before the last was read
+    # a Sequence: each job made once, whatever way it is reached
+    assert jobs[-1] is jobs[5] and jobs[1:3] == [jobs[1], jobs[2]] and [j.volume_id for j in jobs] == store.volume_ids()
+    with pytest.raises(IndexError):
+        jobs[6]
+
+
 def test_every_run_writes_a_manifest_atomically(tmp_path):
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     store.write(sample_volume((6, 6, 6)), "v", chunks=8)
