@@ -201,6 +201,27 @@ def test_stored_jobs_are_read_as_the_run_reaches_them_so_the_first_volume_starts
         jobs[6]
 
 
+def test_an_unexpected_error_reading_one_volumes_input_fails_that_volume_alone(tmp_path):
+    store = vs.open_store(tmp_path / "s.zarr", create=True)
+    for i in range(3):
+        store.write(sample_volume((6, 6, 6), seed=i), f"v{i}", chunks=8)
+    read = store.output_attrs
+
+    def output_attrs(vid, name="image"):
+        if vid == "v1":
+            raise RuntimeError("boom")  # not one of ours: a bug, or a library's error
+        return read(vid, name)
+
+    store.output_attrs = output_attrs
+    err = io.StringIO()
+    report = run_per_volume(store, stored_jobs(store, "image", store.open), output="copy", command="test",
+                            params={}, out=io.StringIO(), err=err)
+    assert report.exit_code == 1
+    assert err.getvalue().startswith("error: v1: unexpected error (RuntimeError: boom)"), err.getvalue()
+    assert [vid for vid in ("v0", "v2") if read(vid, "copy").get("complete")] == ["v0", "v2"]
+    assert len(list((store.path / "runs").iterdir())) == 1  # the run's manifest, written
+
+
 def test_every_run_writes_a_manifest_atomically(tmp_path):
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     store.write(sample_volume((6, 6, 6)), "v", chunks=8)

@@ -192,8 +192,8 @@ def stored_jobs(
             note = acc.reason_to_skip(attrs) if attrs else None
             if note is None:  # missing/incomplete input: an error now
                 input_fingerprint(store, vid, inputs, known={inputs[0]: first})
-        except VoxelstreamError as exc:
-            return VolumeJob(vid, error=str(exc))
+        except Exception as exc:  # made while the run goes on: a damaged volume fails alone
+            return VolumeJob(vid, error=describe_error(exc))
         if note is not None:
             return VolumeJob(vid, note=note)
         shape = attrs.get("shape")
