@@ -515,7 +515,7 @@ def bench_inflight(work: Path, runs: int) -> str:
         for mode in modes:  # each pair back to back, 1 worker first in even runs, 2 first in odd ones
             for n in ((1, 2) if i % 2 == 0 else (2, 1)):
                 res[mode, n].append(measure("inflight", str(store), f"local:{n}", mode))
-    lines = ["| run | dask workers (1 thread each) | 150 volumes (s) | per volume (ms) | client peak RSS (GiB) |",
+    lines = ["| run | dask workers (1 thread each) | 150 volumes (s) | per volume (ms) | client + scheduler peak RSS (GiB) |",
              "|---|---|---|---|---|"]
     verdicts = []
     for mode in modes:
@@ -533,7 +533,9 @@ def bench_inflight(work: Path, runs: int) -> str:
             "The cluster is the one `--scheduler local:N` starts (`use_scheduler`: N single-thread worker "
             "processes under nannies, the scheduler and dashboard in the client's process, "
             "voxelstream.scheduler.LOCAL_CLUSTER_SETTINGS), in a fresh process of its own session for each "
-            "measurement, the disk synced before the clock starts. Timed from after `use_scheduler` returned (the "
+            "measurement, the disk synced before the clock starts. The whole cluster is one session: the kernel "
+            "(autogroup) shares the CPU between sessions first, so a busy process of another session would take "
+            "as much from two workers as from one (nothing else of ours ran). Timed from after `use_scheduler` returned (the "
             "workers warmed up, voxelstream.worker_setup) to the end of `run_pipeline`; cluster start not included.")
 
 

@@ -201,6 +201,19 @@ def test_stored_jobs_are_read_as_the_run_reaches_them_so_the_first_volume_starts
         jobs[6]
 
 
+def test_stored_jobs_never_end_early_without_a_word():
+    from voxelstream.runner import StoredJobs
+
+    def make(vid):
+        if vid == "b":
+            raise IndexError("a bug in make")  # Sequence's default iteration would stop here, silently
+        return VolumeJob(vid)
+
+    jobs = StoredJobs(["a", "b", "c"], make)
+    with pytest.raises(IndexError, match="a bug in make"):
+        list(jobs)
+
+
 def test_an_unexpected_error_reading_one_volumes_input_fails_that_volume_alone(tmp_path):
     store = vs.open_store(tmp_path / "s.zarr", create=True)
     for i in range(3):

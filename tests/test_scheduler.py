@@ -166,7 +166,7 @@ def _settings(keys: list[str]) -> dict[str, str]:
 
 
 @pytest.mark.distributed
-def test_local_clusters_wake_less_often_but_keep_what_the_user_set():
+def test_local_clusters_wake_less_often_but_keep_what_the_user_set(monkeypatch):
     from pathlib import Path
 
     import dask
@@ -185,16 +185,20 @@ def test_local_clusters_wake_less_often_but_keep_what_the_user_set():
         return str(node)
 
     keys = list(LOCAL_CLUSTER_SETTINGS)
-    mine = "distributed.admin.tick.interval"
+    mine = "distributed.admin.tick.interval"  # set in this process
+    env = "distributed.worker.profile.interval"  # set in the environment, to dask's own default
+    monkeypatch.setenv("DASK_DISTRIBUTED__WORKER__PROFILE__INTERVAL", default(env))
     with dask.config.set({mine: "50ms"}), use_scheduler("local:1") as client:
         got = list(client.run(_settings, keys).values())[0]
         tick = client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time)
     assert got[mine] == "50ms" and tick == 50  # the user's value, on the workers and the scheduler
-    for key in keys:
-        if key != mine:
-            assert got[key] == LOCAL_CLUSTER_SETTINGS[key][1] != default(key), key
-            assert LOCAL_CLUSTER_SETTINGS[key][0] == default(key), key  # still dask's default: it is replaced
-    assert _settings(keys) == {k: default(k) for k in keys}  # this process's config is left as it was
+    assert got[env] == default(env)  # chosen by the user, though it is the default: kept
+    others = [key for key in keys if key not in (mine, env)]
+    assert others
+    for key in others:
+        assert got[key] == LOCAL_CLUSTER_SETTINGS[key][1] != default(key), key
+        assert LOCAL_CLUSTER_SETTINGS[key][0] == default(key), key  # still dask's default: it is replaced
+    assert _settings([mine, *others]) == {k: default(k) for k in (mine, *others)}  # this process's config as it was
 
 
 def _warm() -> tuple[bool, bool]:
@@ -234,6 +238,11 @@ def test_batches_keep_order_and_bounds_and_send_unknown_or_large_volumes_alone()
     assert any(len(b) == MAX_BATCH for b in batches)
     # the end of the run: one volume per task, TAIL_TASKS per worker thread
     assert [len(b) for b in batches][-int(2 * TAIL_TASKS):] == [1] * int(2 * TAIL_TASKS)
+    # the benchmark's case, by hand: 150 volumes of 40x48x48 on 2 threads, each batch at most a
+    # third (1.5 tasks per thread) of the volumes not yet sent, at most 32: 150/3 -> 32,
+    # 118/3 -> 32, 86/3 = 28, 58/3 = 19, 39/3 = 13, 26/3 = 8, 18/3 = 6, 12/3 = 4, 8/3 = 2, ...
+    small = [(n, VolumeJob(f"v{n}", nbytes=4 * 40 * 48 * 48), None) for n in range(1, 151)]  # stored_jobs: 4 bytes a voxel
+    assert [len(b) for b in _batches(iter(small), 150, threads=2)] == [32, 32, 28, 19, 13, 8, 6, 4, 2, 2, 1, 1, 1, 1]
 
 
 _DEFERRED = """

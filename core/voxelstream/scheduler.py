@@ -96,24 +96,26 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
 #: ours)``. With dask's defaults every server wakes 50 times a second to time its event loop and
 #: every worker samples its own stack 100 times a second: an idle 2-worker cluster used about 90 ms
 #: of CPU a second, taken from the volumes' share of the cores (150 small volumes on 2 workers ran
-#: 6-8 % faster with these; benchmarks/RESULTS.md, "Volumes in flight, warm workers"). The
-#: dashboard keeps its profiles (coarser) and system plots (once a second); memory limits are
-#: checked twice a second.
+#: 6-8 % faster with these; benchmarks/RESULTS.md, "Volumes in flight on local:N"). The dashboard
+#: keeps its profiles (coarser) and system plots (once a second). Memory limits are still checked
+#: every 100 ms: a big volume can outgrow its worker quickly.
 LOCAL_CLUSTER_SETTINGS: dict[str, tuple[str, str]] = {
     "distributed.admin.tick.interval": ("20ms", "500ms"),
     "distributed.worker.profile.interval": ("10ms", "100ms"),
-    "distributed.worker.memory.monitor-interval": ("100ms", "500ms"),
     "distributed.admin.system-monitor.interval": ("500ms", "1s"),
 }
 
 
 def _local_cluster_settings() -> dict[str, str]:
-    """:data:`LOCAL_CLUSTER_SETTINGS` where the setting is still dask's default: a value the
-    user chose (a dask config file, a ``DASK_*`` variable) is kept."""
+    """:data:`LOCAL_CLUSTER_SETTINGS` that the user did not set: a value from a dask config file
+    or a ``DASK_*`` variable (even dask's default), or one set in this process to another value,
+    is kept."""
     import dask
 
+    own = dask.config.collect()  # the user's files and DASK_* variables, without dask's defaults
+    unset = object()
     return {key: ours for key, (default, ours) in LOCAL_CLUSTER_SETTINGS.items()
-            if str(dask.config.get(key, default)) == default}
+            if dask.config.get(key, unset, config=own) is unset and str(dask.config.get(key, default)) == default}
 
 
 def _warm_up(client: Any) -> None:
