@@ -339,7 +339,7 @@ MAX_BATCH = 32
 #: from the volumes' share of the cores; the last tasks must be small enough that the workers
 #: finish together (a worker already holds its next task when it starts one). 2 made 19 tasks,
 #: 1 made 10 but let the workers end up to 80 ms apart; 1.5 was faster than both
-#: (benchmarks/RESULTS.md, "Volumes in flight, warm workers").
+#: (benchmarks/RESULTS.md, "Volumes in flight on local:N").
 TAIL_TASKS = 1.5
 
 
