@@ -96,7 +96,7 @@ def use_scheduler(spec: str | None = None) -> Iterator[object | None]:
 #: ours)``. With dask's defaults every server wakes 50 times a second to time its event loop and
 #: every worker samples its own stack 100 times a second: an idle 2-worker cluster used about 90 ms
 #: of CPU a second, taken from the volumes' share of the cores (150 small volumes on 2 workers ran
-#: 6-8 % faster with these; benchmarks/RESULTS.md, "Volumes in flight on local:N"). The dashboard
+#: 6-8 % faster with these and a slower memory check; benchmarks/RESULTS.md, "Volumes in flight on local:N"). The dashboard
 #: keeps its profiles (coarser) and system plots (once a second). Memory limits are still checked
 #: every 100 ms: a big volume can outgrow its worker quickly.
 LOCAL_CLUSTER_SETTINGS: dict[str, tuple[str, str]] = {
