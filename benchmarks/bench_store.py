@@ -1,8 +1,8 @@
 """Store and runner benchmark (issue 9, item 8), each comparison side by side in one run:
 
 * **in flight**: 150 small CT volumes (40 x 48 x 48 int16) preprocessed (resample to 1 mm +
-  lung window, the ``ct preprocess`` stages) with ``--scheduler local:2`` vs ``local:1``, timed from after ``use_scheduler`` returned (workers warmed
-  up) to the end of the run; ``fresh`` (the output made for the first time) and ``rerun``
+  lung window, the ``ct preprocess`` stages) with ``--scheduler local:2`` vs ``local:1``, timed
+  from after ``use_scheduler`` returned (workers warmed up) to the end of the run; ``fresh`` (the output made for the first time) and ``rerun``
   (``--force`` replacing it), pairs back to back in alternating order.
 * **per-volume overhead on threads**: 150 tiny volumes (16^3) through the runner
   (``run_pipeline``: skip check, lock, staging, metadata, rename, line, manifest) with one
@@ -535,8 +535,9 @@ def bench_inflight(work: Path, runs: int) -> str:
             "voxelstream.scheduler.LOCAL_CLUSTER_SETTINGS), in a fresh process of its own session for each "
             "measurement, the disk synced before the clock starts. The whole cluster is one session: the kernel "
             "(autogroup) shares the CPU between sessions first, so a busy process of another session would take "
-            "as much from two workers as from one (nothing else of ours ran). Timed from after `use_scheduler` returned (the "
-            "workers warmed up, voxelstream.worker_setup) to the end of `run_pipeline`; cluster start not included.")
+            "as much from two workers as from one (nothing else of ours ran). Timed from after `use_scheduler` "
+            "returned (the workers warmed up, voxelstream.worker_setup) to the end of `run_pipeline`; cluster start "
+            "not included.")
 
 
 def _shares(store: Path, n: int) -> float:
